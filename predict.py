@@ -1,0 +1,19 @@
+"""Predict the test set and write the submission: python predict.py ckpt=PATH (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from visionlab.sweep import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from visionlab.predict import run
+
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

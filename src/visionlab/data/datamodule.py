@@ -1,0 +1,260 @@
+"""LightningDataModule: read a source, split a stratified validation set, decode images once
+(kept in memory when they fit) and serve uint8 CHW batches. Normalisation lives in the model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from visionlab.data import sources
+from visionlab.data.sources import DataError, Items, listing
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("challenge", "folder", "fashion_mnist")
+ON_BAD_IMAGE = ("error", "skip")
+
+
+def sort_classes(names) -> list[str]:
+    """Class names in a stable order: numerically when they are all integers, else alphabetically."""
+    names = set(names)
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held_out) indices with `fraction` of every class held out. A class with a single image
+    stays whole in `keep`; every class with two or more keeps at least one image on each side."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_held = 0 if len(idx) < 2 or fraction <= 0 else min(len(idx) - 1, max(1, round(fraction * len(idx))))
+        held.extend(idx[:n_held])
+        keep.extend(idx[n_held:])
+    return np.sort(np.array(keep, dtype=int)), np.sort(np.array(held, dtype=int))
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """`size` indices drawn class-proportionally (largest remainder), at least one per class."""
+    if size >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed + 1)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * size / len(labels)
+    take = np.maximum(np.floor(quota).astype(int), 1)
+    for i in np.argsort(-(quota - np.floor(quota))):
+        if take.sum() >= size:
+            break
+        take[i] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, np.minimum(take, counts))]
+    return np.sort(np.concatenate(chosen))
+
+
+class ImageDataset(Dataset):
+    """uint8 HxWx3 images (decoded in memory, or decoded per item) -> (uint8 3xHxW tensor, label)."""
+
+    def __init__(self, images, labels: np.ndarray | None, image_size: int, interpolation: str, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+        self.image_size, self.interpolation = image_size, interpolation
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = self.images[i]
+        if not isinstance(image, np.ndarray) or image.shape != (self.image_size, self.image_size, 3):
+            image = sources.load_image(image, self.image_size, self.interpolation)
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        return x, (-1 if self.labels is None else int(self.labels[i]))
+
+
+class ChallengeDataModule(pl.LightningDataModule):
+    """The `data` config group as a LightningDataModule. `classes` is given when predicting with a
+    trained model (its class names, from the checkpoint); when training it comes from the labels."""
+
+    def __init__(self, source: str = "challenge", root: str = ".", train_csv: str = "train.csv",
+                 train_dir: str = "train", test_dir: str = "test", sample_submission: str | None = "sample_submission.csv",
+                 solution: str | None = None, id_col: str = "image_id", label_col: str = "label",
+                 image_size: int = 64, interpolation: str = "bilinear", val_fraction: float = 0.1,
+                 subset: int | None = None, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
+                 on_bad_image: str = "error", cache: str | bool = "auto", download: bool = False,
+                 train_transform=None, classes: list[str] | None = None, **unused):
+        super().__init__()
+        if source not in SOURCES:
+            raise DataError(f"data.source={source!r} is not one of {SOURCES}.")
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise DataError(f"data.on_bad_image={on_bad_image!r} must be one of {ON_BAD_IMAGE}.")
+        if not 0 <= val_fraction < 1:
+            raise DataError(f"data.val_fraction={val_fraction} must be in [0, 1).")
+        if subset is not None and int(subset) < 1:
+            raise DataError(f"data.subset={subset} must be a positive number of images (or null for all).")
+        if image_size is None or int(image_size) < 1:
+            raise DataError(f"data.image_size={image_size!r} must be a positive number of pixels.")
+        if interpolation not in sources.INTERPOLATIONS:
+            raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
+        if unused:
+            log.debug("data keys not used by the datamodule: %s", sorted(unused))
+        self.source, self.root = source, Path(os.path.expanduser(str(root)))
+        self.train_csv, self.train_dir, self.test_dir = train_csv, train_dir, test_dir
+        self.sample_submission, self.solution = sample_submission, solution
+        self.id_col, self.label_col = id_col, label_col
+        self.image_size, self.interpolation = int(image_size), interpolation
+        self.val_fraction, self.subset, self.seed = val_fraction, subset, seed
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.on_bad_image, self.cache, self.download = on_bad_image, cache, download
+        self.train_transform = train_transform
+        self.classes = list(classes) if classes is not None else None
+        self.skipped: list[str] = []  # "id: reason" of bad images skipped (data.on_bad_image=skip)
+        self.train_set = self.val_set = self.test_set = None
+        self.test_items: Items | None = None
+        self.sample = None
+
+    # ------------------------------------------------------------------ reading
+    def read_train(self) -> Items:
+        if self.source == "challenge":
+            return sources.challenge_train(self.root, self.train_csv, self.train_dir, self.id_col, self.label_col)
+        if self.source == "folder":
+            return sources.folder_train(self.root, self.train_dir)
+        return sources.fashion_mnist(str(self.root) if self.root != Path(".") else None, "train", self.download)
+
+    def read_test(self) -> Items:
+        if self.source == "fashion_mnist":
+            return sources.fashion_mnist(str(self.root) if self.root != Path(".") else None, "test", self.download)
+        if self.source == "folder":
+            items, _ = sources.challenge_test(self.root, self.test_dir, None, self.id_col)
+            return items
+        items, self.sample = sources.challenge_test(self.root, self.test_dir, self.sample_submission, self.id_col,
+                                                    self.solution, self.label_col)
+        return items
+
+    def _cache_fits(self, n: int) -> bool:
+        if self.cache in (True, "true", "always"):
+            return True
+        if self.cache in (False, "false", "never"):
+            return False
+        need = n * self.image_size * self.image_size * 3
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = 8 << 30
+        return need < min(0.5 * available, 8 << 30)
+
+    def decode(self, items: Items, what: str) -> tuple[Items, list]:
+        """Decode every image once (validating it), keep arrays when they fit in memory. Bad files are
+        reported all together, or skipped with data.on_bad_image=skip."""
+        keep = self._cache_fits(len(items))
+
+        def load(src):
+            try:
+                return sources.load_image(src, self.image_size, self.interpolation), None
+            except Exception as e:  # PIL raises many types for broken files
+                return None, f"{type(e).__name__}: {e}"
+
+        workers = min(8, (os.cpu_count() or 2) * 2)
+        with ThreadPoolExecutor(workers) as pool:
+            decoded = list(pool.map(load, items.images, chunksize=64))
+        bad = [f"{items.ids[i]} ({items.images[i] if not isinstance(items.images[i], np.ndarray) else 'array'}): {err}"
+               for i, (_, err) in enumerate(decoded) if err]
+        if bad:
+            if self.on_bad_image == "error":
+                raise DataError(f"{len(bad)} {what} image(s) cannot be read as images:\n{listing(bad)}\n"
+                                "Remove or replace them, or set data.on_bad_image=skip to train without them.")
+            log.warning("Skipping %d unreadable %s image(s) (data.on_bad_image=skip):\n%s", len(bad), what, listing(bad))
+            self.skipped += bad
+            good = [i for i, (_, err) in enumerate(decoded) if not err]
+            items, decoded = items.take(good), [decoded[i] for i in good]
+        images = [arr for arr, _ in decoded] if keep else items.images
+        return items, images
+
+    def label_indices(self, labels: list[str], what: str) -> np.ndarray:
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted(set(labels) - set(lookup))
+        if unknown:
+            raise DataError(f"{what} has label(s) the model was not trained on: {unknown[:20]}. "
+                            f"Known classes: {self.classes}.")
+        return np.array([lookup[label] for label in labels], dtype=np.int64)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            self._setup_fit()
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self._setup_test()
+
+    def _setup_fit(self) -> None:
+        items = self.read_train()
+        if self.classes is None:
+            self.classes = sort_classes(items.labels)
+        if len(self.classes) < 2:
+            raise DataError(f"The training labels name a single class ({self.classes}); a classifier needs at "
+                            f"least two. Check data.label_col={self.label_col!r}.")
+        labels = self.label_indices(items.labels, "The training data")
+        train_idx, val_idx = stratified_split(labels, self.val_fraction, self.seed)
+        if self.subset:
+            train_idx = train_idx[stratified_subset(labels[train_idx], int(self.subset), self.seed)]
+        if len(train_idx) == 0:
+            raise DataError("The training split is empty: lower data.val_fraction or add images.")
+        if self.val_fraction > 0 and len(val_idx) == 0:
+            raise DataError(f"data.val_fraction={self.val_fraction} leaves no validation image (every class has "
+                            "a single image). Add images or set data.val_fraction=0.")
+        train_items, train_images = self.decode(items.take(train_idx), "training")
+        self.train_set = ImageDataset(train_images, self.label_indices(train_items.labels, "train"),
+                                      self.image_size, self.interpolation, self.train_transform)
+        if len(val_idx):
+            val_items, val_images = self.decode(items.take(val_idx), "validation")
+            self.val_set = ImageDataset(val_images, self.label_indices(val_items.labels, "val"),
+                                        self.image_size, self.interpolation)
+        log.info("Data: %d training / %d validation images, %d classes, %dx%d px", len(self.train_set),
+                 0 if self.val_set is None else len(self.val_set), len(self.classes), self.image_size, self.image_size)
+
+    def _setup_test(self) -> None:
+        items = self.read_test()
+        items, images = self.decode(items, "test")
+        self.test_items = items
+        labels = None
+        if items.labels is not None and self.classes is not None:
+            known = set(self.classes)
+            labels = self.label_indices(items.labels, "The test labels") if set(items.labels) <= known else None
+        self.test_set = ImageDataset(images, labels, self.image_size, self.interpolation)
+
+    @property
+    def has_test_labels(self) -> bool:
+        return self.test_set is not None and self.test_set.labels is not None
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std (0-1 scale) of up to 2,000 training images."""
+        ds = self.train_set
+        n = min(len(ds), 2000)
+        idx = np.random.default_rng(self.seed).choice(len(ds), n, replace=False)
+        batch = np.stack([ds.images[i] if isinstance(ds.images[i], np.ndarray) and ds.images[i].shape[-1] == 3
+                          else sources.load_image(ds.images[i], self.image_size, self.interpolation) for i in idx])
+        pixels = batch.reshape(-1, 3).astype(np.float64) / 255.0
+        return pixels.mean(0).tolist(), np.maximum(pixels.std(0), 1e-3).tolist()
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return [] if self.val_set is None else self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

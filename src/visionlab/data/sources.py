@@ -1,0 +1,314 @@
+"""Readers: a challenge download (CSV + image folder), a class-per-folder tree or Fashion-MNIST's
+idx files -> ids, images (paths or arrays) and label names. Every failure names the file, column
+or key, and says how to fix it."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+MAX_LISTED = 20  # how many offending entries one error message lists
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+Image.MAX_IMAGE_PIXELS = None  # very large scans are legitimate input; we downsize on load
+
+
+class DataError(ValueError):
+    """Bad input. The message names the file, column or key, and the fix."""
+
+
+def listing(entries: list[str], limit: int = MAX_LISTED) -> str:
+    shown = "\n".join(f"  - {e}" for e in entries[:limit])
+    more = f"\n  ... and {len(entries) - limit} more" if len(entries) > limit else ""
+    return shown + more
+
+
+@dataclass
+class Items:
+    """What a reader found: one id per image, the image as a file path or an HxW(xC) uint8 array,
+    and the label NAME of each (None where the labels are unknown)."""
+
+    ids: list[str]
+    images: list
+    labels: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, index) -> "Items":
+        index = list(index)
+        return Items(
+            [self.ids[i] for i in index],
+            [self.images[i] for i in index],
+            None if self.labels is None else [self.labels[i] for i in index],
+        )
+
+
+# ----------------------------------------------------------------------------- CSV tables
+
+
+def read_table(path: Path, id_col: str, label_col: str | None, what: str, id_key: str = "data.id_col",
+               label_key: str = "data.label_col") -> pd.DataFrame:
+    """Read a CSV as strings: BOM and surrounding whitespace stripped, columns checked, ids unique."""
+    if not path.is_file():
+        raise DataError(f"{what} {path} does not exist. Set the key that names it (relative to data.root) "
+                        "or place the file there.")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what} {path} is empty: it needs a header row with the columns "
+                        f"'{id_col}'{'' if label_col is None else f' and {label_col!r}'} and one row per image.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{what} {path} is not a readable CSV file ({e}). Save it as UTF-8 CSV.") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    df = df.apply(lambda col: col.str.strip())
+    wanted = [(id_col, id_key)] + ([(label_col, label_key)] if label_col is not None else [])
+    for col, key in wanted:
+        if col not in df.columns:
+            raise DataError(f"{what} {path} has no column {col!r} (its columns: {list(df.columns)}). "
+                            f"Set {key}=<one of those>.")
+    if df.empty:
+        raise DataError(f"{what} {path} has a header but no rows: it lists no images.")
+    empty = df.index[df[id_col] == ""].tolist()
+    if empty:
+        raise DataError(f"{what} {path}: column {id_col!r} is empty in data row(s) "
+                        f"{[i + 2 for i in empty[:MAX_LISTED]]} (line numbers). Fill in or delete those rows.")
+    dup = df[id_col][df[id_col].duplicated(keep=False)]
+    if len(dup):
+        lines = [f"{v!r} on lines {[i + 2 for i in dup.index[dup == v]]}" for v in dict.fromkeys(dup)]
+        raise DataError(f"{what} {path}: {len(set(dup))} id(s) in column {id_col!r} appear more than once:\n"
+                        f"{listing(lines)}\nEach image must be listed once.")
+    if label_col is not None:
+        missing = df.index[df[label_col] == ""].tolist()
+        if missing:
+            raise DataError(f"{what} {path}: column {label_col!r} is empty on line(s) "
+                            f"{[i + 2 for i in missing[:MAX_LISTED]]}. Every training image needs a label.")
+    return df
+
+
+# ----------------------------------------------------------------------------- image folders
+
+
+class ImageFolderIndex:
+    """Resolves ids (with or without extension, optionally in sub-folders) to files inside one
+    folder, refusing anything that would leave it (absolute paths, '..', symlinks pointing out)."""
+
+    def __init__(self, directory: Path, what: str, key: str):
+        if not directory.is_dir():
+            raise DataError(f"{what} {directory} does not exist or is not a folder. Set {key}=<folder> "
+                            "(relative to data.root) to where the images are.")
+        self.directory = directory
+        self.real = directory.resolve()
+        self.by_name: dict[str, str] = {}
+        self.by_stem: dict[str, list[str]] = {}
+        with os.scandir(directory) as it:
+            for entry in it:
+                if entry.is_dir():
+                    continue
+                self.by_name[entry.name] = entry.name
+                stem, ext = os.path.splitext(entry.name)
+                if ext.lower() in IMAGE_EXTENSIONS:
+                    self.by_stem.setdefault(stem, []).append(entry.name)
+
+    def inside(self, path: Path) -> bool:
+        try:
+            return path.resolve().is_relative_to(self.real)
+        except (OSError, RuntimeError):
+            return False
+
+    def resolve(self, image_id: str) -> tuple[Path | None, str | None]:
+        """(path, None) or (None, reason)."""
+        pure = PurePosixPath(image_id.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts or (len(image_id) > 1 and image_id[1] == ":"):
+            return None, "refused: resolves outside the image folder"
+        name = str(pure)
+        if name in self.by_name:
+            found = self.by_name[name]
+        elif len(self.by_stem.get(name, ())) == 1:
+            found = self.by_stem[name][0]
+        elif len(self.by_stem.get(name, ())) > 1:
+            return None, f"ambiguous: several files are named {name}.* ({self.by_stem[name]}); give the extension"
+        elif "/" in name:  # id in a sub-folder
+            found = next((name + ext for ext in ("",) + IMAGE_EXTENSIONS if (self.directory / (name + ext)).is_file()), None)
+            if found is None:
+                return None, "missing: no such file"
+        else:
+            return None, "missing: no such file"
+        path = self.directory / found
+        if not self.inside(path):
+            return None, "refused: a link that points outside the image folder"
+        return path, None
+
+    def resolve_all(self, ids: list[str], what: str, key: str) -> list[Path]:
+        paths, bad = [], []
+        for image_id in ids:
+            path, reason = self.resolve(image_id)
+            if reason:
+                bad.append(f"{image_id!r}: {reason}")
+            paths.append(path)
+        if bad:
+            raise DataError(f"{len(bad)} id(s) of {what} have no usable image in {self.directory}:\n{listing(bad)}\n"
+                            f"Check {key} and that the files exist inside that folder.")
+        return paths
+
+    def image_files(self) -> list[str]:
+        return sorted(n for n in self.by_name if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+                      and self.inside(self.directory / n))
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def challenge_train(root: Path, train_csv: str, train_dir: str, id_col: str, label_col: str) -> Items:
+    df = read_table(root / train_csv, id_col, label_col, "Training CSV (data.train_csv)")
+    index = ImageFolderIndex(root / train_dir, "Training image folder (data.train_dir)", "data.train_dir")
+    ids = df[id_col].tolist()
+    paths = index.resolve_all(ids, f"training CSV {root / train_csv}", "data.train_dir")
+    return Items(ids, paths, df[label_col].tolist())
+
+
+def challenge_test(root: Path, test_dir: str, sample_submission: str | None, id_col: str,
+                   solution: str | None = None, label_col: str = "label") -> tuple[Items, pd.DataFrame | None]:
+    """The test images in the sample submission's order (or sorted file names without one), their
+    labels where a solution file exists, and the sample submission table itself."""
+    index = ImageFolderIndex(root / test_dir, "Test image folder (data.test_dir)", "data.test_dir")
+    sample = None
+    if sample_submission:
+        sample = read_table(root / sample_submission, id_col, None, "Sample submission (data.sample_submission)")
+        ids = sample[id_col].tolist()
+        paths = index.resolve_all(ids, f"sample submission {root / sample_submission}", "data.test_dir")
+    else:
+        ids = index.image_files()
+        if not ids:
+            raise DataError(f"Test image folder {root / test_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        paths = [index.directory / i for i in ids]
+    labels = None
+    if solution and (root / solution).is_file():
+        sol = read_table(root / solution, id_col, label_col, "Solution file (data.solution)")
+        truth = dict(zip(sol[id_col], sol[label_col]))
+        missing = [i for i in ids if i not in truth]
+        if missing:
+            raise DataError(f"Solution file {root / solution} has no label for {len(missing)} test id(s):\n"
+                            f"{listing(missing)}")
+        labels = [truth[i] for i in ids]
+    return Items(ids, paths, labels), sample
+
+
+def folder_train(root: Path, train_dir: str) -> Items:
+    """One sub-folder per class: <train_dir>/<class name>/<image>."""
+    base = root / train_dir
+    if not base.is_dir():
+        raise DataError(f"Training folder (data.train_dir) {base} does not exist. For data=folder it must "
+                        "hold one sub-folder per class.")
+    ids, paths, labels = [], [], []
+    for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        index = ImageFolderIndex(class_dir, "Class folder", "data.train_dir")
+        for name in index.image_files():
+            ids.append(f"{class_dir.name}/{name}")
+            paths.append(class_dir / name)
+            labels.append(class_dir.name)
+    if not ids:
+        raise DataError(f"Training folder {base} has no class sub-folders with images in them. Layout for "
+                        "data=folder: <train_dir>/<class name>/<image file>.")
+    return Items(ids, paths, labels)
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"Cannot read idx file {path}: {e}. Re-install or re-download Fashion-MNIST.") from None
+    if int.from_bytes(data[:4], "big") != magic:
+        raise DataError(f"{path} is not an idx file (magic number {int.from_bytes(data[:4], 'big')} != {magic}).")
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def fashion_mnist_dir(root: str | None, download: bool) -> Path:
+    """Where Fashion-MNIST's idx files are: data.root, Debian's package, or torchvision's download."""
+    candidates = [Path(root)] if root else []
+    candidates += [DEBIAN_FASHION_MNIST]
+    for c in candidates:
+        for sub in (c, c / "FashionMNIST" / "raw"):
+            if (sub / "train-images-idx3-ubyte.gz").is_file() or (sub / "train-images-idx3-ubyte").is_file():
+                return sub
+    if not download:
+        raise DataError(f"Fashion-MNIST idx files not found in {[str(c) for c in candidates]}. Install Debian's "
+                        "dataset-fashion-mnist package, or set data.download=true (needs the internet).")
+    from torchvision.datasets import FashionMNIST
+
+    target = Path(root or "data/fashion_mnist")
+    FashionMNIST(str(target), train=True, download=True)
+    FashionMNIST(str(target), train=False, download=True)
+    return target / "FashionMNIST" / "raw"
+
+
+def fashion_mnist(root: str | None, split: str, download: bool = False) -> Items:
+    directory = fashion_mnist_dir(root, download)
+    prefix = "train" if split == "train" else "t10k"
+
+    def find(name: str) -> Path:
+        return next((p for p in (directory / f"{name}.gz", directory / name) if p.is_file()), directory / f"{name}.gz")
+
+    images = _read_idx(find(f"{prefix}-images-idx3-ubyte"), 2051)
+    labels = _read_idx(find(f"{prefix}-labels-idx1-ubyte"), 2049)
+    ids = [f"{split}_{i:05d}" for i in range(len(images))]
+    return Items(ids, list(images), [FASHION_MNIST_CLASSES[i] for i in labels])
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB: 16-bit and float scaled, transparency composited on black,
+    palette / CMYK / grayscale converted, EXIF rotation applied."""
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        if img.mode != "F" or arr.max() > 1.0:
+            arr = arr / 257.0 if arr.max() > 255 else arr
+        else:
+            arr = arr * 255.0
+        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+INTERPOLATIONS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                  "lanczos": Image.LANCZOS, "area": Image.BOX}
+
+
+def load_image(source, size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """A path or an array -> size x size x 3 uint8 RGB. Raises OSError/ValueError on a bad file."""
+    if isinstance(source, np.ndarray):
+        arr = source if source.ndim == 3 else source[..., None]
+        img = Image.fromarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
+    else:
+        img = Image.open(source)
+        if img.format == "JPEG" and img.mode in ("RGB", "L"):
+            img.draft(img.mode, (size, size))  # decode big JPEGs at reduced scale: much faster
+        img.load()
+        img = to_rgb(img)
+    if img.size != (size, size):
+        img = img.resize((size, size), INTERPOLATIONS[interpolation])
+    return np.array(img, dtype=np.uint8)

@@ -1,0 +1,116 @@
+"""timm backbones: any timm model with a new head sized from the data, pretrained through timm's
+own download or from a local weights file, and the preprocessing its pretrained config asks for."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+PREFIXES = ("module.", "model.", "net.", "backbone.", "_orig_mod.")
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used, with what was found and what to do."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain state dict, a timm / Lightning / torchvision-style checkpoint -> {name: tensor}."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"model.weights={str(path)!r}: no such file. Give the path of a .pth/.pt/.ckpt/.safetensors file.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise WeightsError(f"model.weights={str(path)!r} is not a loadable PyTorch weights file ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:200]}).") from None
+    for key in ("state_dict_ema", "state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise WeightsError(f"model.weights={str(path)!r} holds no state dict (name -> tensor).")
+    out = {}
+    for k, v in state.items():
+        for prefix in PREFIXES:
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def load_weights(model: nn.Module, path: str | Path, head: str = "", allow_partial: bool = False) -> str:
+    """Load `path` into `model`, by name where names match, else in order (same count and shapes,
+    zipped). The classifier head (`head` prefix) is skipped: it is new. Refuses a partial match
+    unless allow_partial. Returns a one-line account of what was matched."""
+    source = read_state_dict(path)
+    target = model.state_dict()
+    body = [k for k in target if not (head and k.startswith(head + "."))]
+    by_name = {k: source[k] for k in body if k in source and source[k].shape == target[k].shape}
+    how = "by name"
+    matched = by_name
+    if len(by_name) < len(body):
+        src_items = list(source.items())
+        if len(src_items) == len(target):
+            pairs = [(t, s) for t, s in zip(target, src_items) if t in body]
+            bad = [(t, s[0], tuple(s[1].shape), tuple(target[t].shape)) for t, s in pairs if s[1].shape != target[t].shape]
+            if not bad:
+                matched = {t: s[1] for t, s in pairs}
+                how = "in order (key names differ; count and shapes match)"
+            elif len(by_name) == 0:
+                raise WeightsError(f"model.weights={str(path)!r}: in-order matching failed, e.g. {bad[0][1]} "
+                                   f"{bad[0][2]} vs model {bad[0][0]} {bad[0][3]} ({len(bad)} shape mismatches). "
+                                   "Is this the weights file of another architecture (model.name)?")
+    missing = [k for k in body if k not in matched]
+    if missing and not allow_partial:
+        raise WeightsError(f"model.weights={str(path)!r} matches only {len(matched)} of the {len(body)} backbone "
+                           f"tensors ({how}); missing e.g. {missing[:5]}. Use the weights of model.name, or set "
+                           "model.allow_partial=true to load the matching part and keep the rest random.")
+    model.load_state_dict(matched, strict=False)
+    account = (f"Loaded {len(matched)}/{len(body)} backbone tensors from {path} {how}"
+               + (f"; head '{head}' newly initialised" if head else "")
+               + (f"; {len(missing)} left at random init (model.allow_partial=true)" if missing else ""))
+    log.info(account)
+    return account
+
+
+def build_timm(name: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
+               allow_partial: bool = False, in_chans: int = 3, drop_rate: float = 0.0, **unused) -> nn.Module:
+    try:
+        model = timm.create_model(name, pretrained=pretrained and not weights, num_classes=num_classes,
+                                  in_chans=in_chans, drop_rate=drop_rate)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise ValueError(f"model.name={name!r} is not a timm model. List some with "
+                             f"`python -c \"import timm; print(timm.list_models('*{name[:6]}*'))\"`.") from None
+        raise
+    except Exception as e:  # hub download failures when offline
+        if pretrained and not weights:
+            raise RuntimeError(f"model.pretrained=true could not fetch {name!r} weights ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:160]}). Offline, pass a local file with model.weights=FILE.") from None
+        raise
+    if weights:
+        model.visionlab_weights = load_weights(model, weights, head=model.pretrained_cfg.get("classifier", ""),
+                                               allow_partial=allow_partial)
+    return model
+
+
+def preprocessing(model: nn.Module) -> dict:
+    """mean, std, input size and interpolation from a timm model's pretrained config."""
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    return {
+        "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
+        "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
+        "image_size": int(cfg.get("input_size", (3, 224, 224))[-1]),
+        "interpolation": cfg.get("interpolation", "bicubic"),
+    }

@@ -1,0 +1,151 @@
+"""ImageClassifier: any backbone that maps images to class scores, trained with the loss that the
+output activation calls for, logging per-epoch loss and error (1 - accuracy) for every split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from visionlab.models.schedules import build_scheduler
+
+OUTPUTS = {
+    "softmax": "softmax + cross-entropy",
+    "sigmoid": "sigmoid + one-vs-rest binary cross-entropy",
+    "sigmoid_mse": "sigmoid + MSE on one-hot targets",
+    "softmax_mse": "softmax + MSE on one-hot targets",
+    "linear_mse": "no activation + MSE on one-hot targets",
+}
+
+
+class ImageClassifier(pl.LightningModule):
+    """Takes uint8 images (B, C, H, W); normalises them itself, so a checkpoint carries its own
+    preprocessing to predict.py. `info` (config, class names) is stored in every checkpoint."""
+
+    def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: dict | None = None,
+                 output: str = "softmax", mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                 label_smoothing: float = 0.0, channels_last: bool = True, info: dict | None = None):
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"model.output={output!r} is not one of {list(OUTPUTS)}.")
+        self.net, self.num_classes, self.output = net, num_classes, output
+        self.optimizer_factory, self.scheduler_cfg = optimizer, scheduler
+        self.label_smoothing, self.channels_last = label_smoothing, channels_last
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.info = dict(info or {})
+        self.accuracy = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in ("train", "val", "test")})
+        self._loss_sums = {s: [0.0, 0] for s in ("train", "val", "test")}
+        self.diverged = False
+        self.history: list[dict] = []  # one dict per finished epoch: the logged scalars
+
+    # ------------------------------------------------------------------ model
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities for ensembling: softmax, or normalised sigmoid scores."""
+        if self.output.startswith("sigmoid"):
+            p = torch.sigmoid(logits)
+            return p / p.sum(1, keepdim=True).clamp_min(1e-12)
+        if self.output == "linear_mse":
+            return logits.clamp_min(0) / logits.clamp_min(0).sum(1, keepdim=True).clamp_min(1e-12)
+        return logits.softmax(1)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """target: class indices (B,) or a probability per class (B, C), e.g. from mixup."""
+        if self.output == "softmax":
+            return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        if target.ndim == 1:
+            target = F.one_hot(target, self.num_classes).float()
+            if self.label_smoothing:
+                target = target * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        if self.output == "sigmoid":
+            return F.binary_cross_entropy_with_logits(logits, target)
+        scores = {"sigmoid_mse": torch.sigmoid, "softmax_mse": lambda z: z.softmax(1), "linear_mse": lambda z: z}
+        return F.mse_loss(scores[self.output](logits), target)
+
+    # ------------------------------------------------------------------ steps
+    def _step(self, batch, split: str, target: torch.Tensor | None = None) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y if target is None else target)
+        self.accuracy[f"{split}_acc"].update(logits.detach(), y)
+        sums = self._loss_sums[split]
+        sums[0] += loss.detach().float() * len(y)
+        sums[1] += len(y)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            self.diverged = True
+            self.trainer.should_stop = True
+            return None  # skip this update; the run stops and is reported as diverged
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return self.probabilities(self(batch[0]))
+
+    # ------------------------------------------------------------------ epoch metrics
+    def _epoch_end(self, split: str) -> dict[str, float]:
+        total, n = self._loss_sums[split]
+        self._loss_sums[split] = [0.0, 0]
+        acc = self.accuracy[f"{split}_acc"]
+        if n == 0:
+            acc.reset()
+            return {}
+        metrics = {f"{split}/loss": float(total) / n, f"{split}/err": 1.0 - float(acc.compute())}
+        acc.reset()
+        if self.trainer.sanity_checking:
+            return {}
+        # 'step' makes TensorBoard's x-axis the epoch number for every scalar we log.
+        self.log_dict({**metrics, "step": float(self.current_epoch)}, logger=True, prog_bar=False)
+        return metrics
+
+    def on_validation_epoch_end(self):
+        self._val_metrics = self._epoch_end("val")
+
+    def on_train_epoch_end(self):
+        metrics = self._epoch_end("train")
+        if metrics and not torch.isfinite(torch.tensor(metrics["train/loss"])):
+            self.diverged = True
+            self.trainer.should_stop = True
+        self.history.append({"epoch": self.current_epoch, **metrics, **getattr(self, "_val_metrics", {})})
+        self._val_metrics = {}
+
+    def on_test_epoch_end(self):
+        self._epoch_end("test")
+
+    # ------------------------------------------------------------------ optimisation
+    def param_groups(self) -> list[dict]:
+        """Backbones may offer their own groups (discriminative learning rates)."""
+        groups = getattr(self.net, "param_groups", None)
+        return groups() if callable(groups) else [{"params": list(self.net.parameters())}]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.param_groups())
+        steps = self.trainer.estimated_stepping_batches
+        epochs = max(1, self.trainer.max_epochs or 1)
+        scheduler = build_scheduler(optimizer, self.scheduler_cfg, int(steps // epochs), epochs)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["visionlab"] = {**self.info, "history": self.history, "diverged": self.diverged}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("visionlab", {}).get("history", []))

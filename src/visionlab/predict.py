@@ -1,0 +1,156 @@
+"""run(cfg): load one checkpoint or several (a probability-averaged ensemble), rebuild each model and
+its preprocessing from what the checkpoint holds, predict the test set (optionally with test-time
+augmentation) and write the submission atomically, in the sample submission's format."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from visionlab.data import ChallengeDataModule, DataError
+from visionlab.data.datamodule import ImageDataset
+from visionlab.data.transforms import tta_views
+from visionlab.models import ImageClassifier
+from visionlab.models.factory import build_net
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, named, with the fix."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A visionlab checkpoint, loaded with weights_only=True (no pickled code is run)."""
+    path = Path(str(path)).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"ckpt={str(path)!r} does not exist. Give the path that training printed "
+                              "(…/checkpoints/best.ckpt).")
+    if path.is_dir():
+        found = sorted(path.glob("**/checkpoints/best.ckpt"))
+        raise CheckpointError(f"ckpt={str(path)!r} is a folder, not a checkpoint file."
+                              + (f" Did you mean ckpt={found[0]}?" if found else ""))
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"ckpt={str(path)!r} is not a loadable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}).") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "visionlab" not in ckpt:
+        raise CheckpointError(f"ckpt={str(path)!r} is not a visionlab training checkpoint (no model state and "
+                              "config in it). Use a .ckpt written by python train.py.")
+    return ckpt
+
+
+def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
+    """The checkpoint's data config, with the non-null keys given to predict winning (or the whole
+    data group replaced when predict was given data=<option>)."""
+    data = dict(override or {}) if replace else dict(stored)
+    if not replace:
+        data.update({k: v for k, v in (override or {}).items() if v is not None})
+    return data
+
+
+def restore_model(ckpt: dict) -> ImageClassifier:
+    info = ckpt["visionlab"]
+    cfg = OmegaConf.create(info["config"])
+    from visionlab.train import build_classifier  # same construction as training
+
+    model = build_classifier(cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False,
+                             info=info)
+    state = ckpt.get("ema_state_dict") or ckpt["state_dict"]
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict_probabilities(model: ImageClassifier, dataset: ImageDataset, batch_size: int, device: torch.device,
+                          tta: bool = False) -> np.ndarray:
+    views = tta_views(dataset.image_size) if tta else [None]
+    model = model.to(device)
+    total = None
+    for view in views:
+        dataset.transform = view
+        probs = [model.probabilities(model(x.to(device))).float().cpu()
+                 for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False)]
+        p = torch.cat(probs).numpy()
+        total = p if total is None else total + p
+    dataset.transform = None
+    return total / len(views)
+
+
+def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def submission_table(sample: pd.DataFrame | None, ids: list[str], names: list[str], id_col: str, label_col: str) -> pd.DataFrame:
+    if sample is None:
+        return pd.DataFrame({id_col: ids, label_col: names})
+    out = sample.copy()
+    target = label_col if label_col in out.columns else None
+    if target is None:
+        others = [c for c in out.columns if c != id_col]
+        if len(others) != 1:
+            raise DataError(f"The sample submission's columns {list(out.columns)} have no {label_col!r} column to fill. "
+                            "Set data.label_col to the column that takes the predicted class.")
+        target = others[0]
+    out[target] = names
+    return out
+
+
+def run(cfg: DictConfig) -> Path:
+    paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
+    if not paths:
+        raise CheckpointError("ckpt=[] names no checkpoint.")
+    ckpts = [load_checkpoint(p) for p in paths]
+    infos = [c["visionlab"] for c in ckpts]
+    classes = infos[0]["classes"]
+    for p, info in zip(paths, infos):
+        if info["classes"] != classes:
+            raise CheckpointError(f"{p} was trained on other classes ({info['classes']}) than {paths[0]} ({classes}); "
+                                  "an ensemble needs the same classes.")
+    override = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") is not None else {}
+    replace = bool(cfg.get("data_group"))
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    total, datamodules = None, {}
+    for path, ckpt, info in zip(paths, ckpts, infos):
+        data = data_config(info["config"]["data"], override, replace)
+        data.update(image_size=info["image_size"], interpolation=info["interpolation"])
+        if cfg.get("batch_size"):
+            data["batch_size"] = cfg.batch_size
+        key = (info["image_size"], info["interpolation"])
+        if key not in datamodules:
+            dm = ChallengeDataModule(**data, classes=classes)
+            dm.setup("predict")
+            datamodules[key] = dm
+        dm = datamodules[key]
+        model = restore_model(ckpt)
+        probs = predict_probabilities(model, dm.test_set, dm.batch_size, device, tta=bool(cfg.tta))
+        log.info("Predicted %d images with %s", len(probs), path)
+        total = probs if total is None else total + probs
+    dm = next(iter(datamodules.values()))
+    names = [classes[i] for i in (total / len(paths)).argmax(1)]
+    out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "submission.csv"
+    table = submission_table(dm.sample, dm.test_items.ids, names, dm.id_col, dm.label_col)
+    write_atomically(table, out, overwrite=bool(cfg.overwrite))
+    print(f"Submission ({len(names)} rows, {len(paths)} model(s){', TTA' if cfg.tta else ''}): {out}", flush=True)
+    if dm.test_items.labels is not None:
+        truth = dm.test_items.labels
+        correct = sum(a == b for a, b in zip(names, truth))
+        print(f"Test accuracy: {correct / len(truth):.4f} ({correct}/{len(truth)})", flush=True)
+    return out

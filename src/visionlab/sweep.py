@@ -1,0 +1,140 @@
+"""Sweeps: unique output folders, runs named by the overrides they sweep, and the per-sweep
+summary (summary.csv + a table on the terminal) written when the sweep ends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+import pandas as pd
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+RESULT_FILE = "result.json"
+SUMMARY_COLUMNS = ["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err", "epochs",
+                   "wall_time_s", "params", "checkpoint", "skipped_images", "error", "overrides"]
+_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--info", "-i",
+                     "--experimental-rerun", "--package", "-p"}
+
+
+def _parse(tokens: list[str]) -> list:
+    parser, parsed = OverridesParser.create(), []
+    for token in tokens:
+        try:
+            parsed.extend(parser.parse_overrides([token]))
+        except Exception:  # not an override (a flag's value, a typo Hydra itself will report)
+            pass
+    return parsed
+
+
+def command_line_overrides(argv: list[str] | None = None) -> list[str]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token.startswith("-"):
+            skip = token in _FLAGS_WITH_VALUE
+        else:
+            out.append(token)
+    return out
+
+
+def swept_keys(sweeper_params=None, argv: list[str] | None = None) -> set[str]:
+    """Keys given several values, on the command line or in an experiment's hydra.sweeper.params."""
+    tokens = command_line_overrides(argv)
+    for key, value in (dict(sweeper_params) if sweeper_params else {}).items():
+        tokens.append(f"{key}={value}")
+    return {o.key_or_group.lstrip("+~") for o in _parse(tokens) if o.is_sweep_override()}
+
+
+def safe_name(name: str, limit: int = 180) -> str:
+    name = name.replace("/", "_").replace("\\", "_").replace("\x00", "") or "default"
+    if len(name) > limit:
+        name = name[:limit - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return name
+
+
+def run_name(task_overrides, sweeper_params=None) -> str:
+    """`model.bn=true,optimizer=sgd`: the job's values of the swept keys (all its overrides when
+    nothing is swept), usable as a folder name, hence as TensorBoard's run name."""
+    overrides = [o for o in (task_overrides or []) if not str(o).startswith("hydra")]
+    swept = swept_keys(sweeper_params)
+    keys = [o.key_or_group.lstrip("+~") for o in _parse([str(o) for o in overrides])]
+    chosen = [str(o) for o, k in zip(overrides, keys) if k in swept] or [str(o) for o in overrides]
+    return safe_name(",".join(chosen))
+
+
+def register_resolvers() -> None:
+    """Resolvers the configs use: vl.uid (one random token per sweep or run, so two started in the
+    same second never share a folder), vl.run_name, vl.project (this checkout's folder)."""
+    if OmegaConf.has_resolver("vl.uid"):
+        return
+    OmegaConf.register_new_resolver("vl.uid", lambda: secrets.token_hex(3), use_cache=True)
+    OmegaConf.register_new_resolver("vl.run_name", run_name)
+    OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def write_result(run_dir: Path, result: dict) -> None:
+    tmp = run_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str))
+    tmp.replace(run_dir / RESULT_FILE)
+
+
+def collect_results(sweep_dir: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}")):
+        try:
+            rows.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            rows.append({"run": path.parent.name, "status": "unreadable", "error": str(e)})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    if "job" in df:
+        df = df.sort_values("job", kind="stable")
+    for col in SUMMARY_COLUMNS:
+        if col not in df:
+            df[col] = None
+    return df[SUMMARY_COLUMNS + [c for c in df.columns if c not in SUMMARY_COLUMNS and c != "history"]]
+
+
+def format_table(df: pd.DataFrame) -> str:
+    view = df[["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err", "wall_time_s"]].copy()
+    for col in ("best_val_err", "final_train_err", "test_err"):
+        view[col] = view[col].map(lambda v: "" if v is None or pd.isna(v) else f"{float(v):.4f}")
+    view["wall_time_s"] = view["wall_time_s"].map(lambda v: "" if v is None or pd.isna(v) else f"{float(v):.0f}")
+    return view.to_string(index=False)
+
+
+def write_summary(sweep_dir: Path) -> pd.DataFrame:
+    df = collect_results(sweep_dir)
+    tmp = Path(sweep_dir) / "summary.csv.tmp"
+    df.to_csv(tmp, index=False)
+    tmp.replace(Path(sweep_dir) / "summary.csv")
+    return df
+
+
+class SweepSummary(Callback):
+    """Hydra callback: says where a sweep logs, and summarises it when it ends."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        print(f"Sweep directory: {sweep_dir}\n  compare runs: tensorboard --logdir {sweep_dir}", flush=True)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        df = write_summary(sweep_dir)
+        print(f"\nSweep summary ({len(df)} runs) -> {sweep_dir / 'summary.csv'}\n{format_table(df)}", flush=True)
+        print(f"Plots and a results table: python -m visionlab.report {sweep_dir}", flush=True)

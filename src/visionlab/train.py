@@ -1,0 +1,168 @@
+"""run(cfg): build the datamodule, model and trainer from a composed config; fit; test where the
+test labels are known; record the run's result for the sweep summary. Returns the best val error."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from visionlab.data import ChallengeDataModule
+from visionlab.data.transforms import build_transforms
+from visionlab.models import ImageClassifier
+from visionlab.models.factory import build_net, default_preprocessing
+from visionlab.sweep import write_result
+
+log = logging.getLogger(__name__)
+
+
+def as_dict(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+
+
+def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: bool = True) -> ChallengeDataModule:
+    data = as_dict(cfg.data)
+    preprocessing = default_preprocessing(cfg.model)
+    if data.get("image_size") is None:
+        data["image_size"] = preprocessing["image_size"] if preprocessing else 28
+    if data.get("interpolation") is None:
+        data["interpolation"] = preprocessing["interpolation"] if preprocessing else "bilinear"
+    transform = build_transforms(as_dict(cfg.augmentation).get("transforms")) if train else None
+    return ChallengeDataModule(**data, train_transform=transform, classes=classes)
+
+
+def build_classifier(cfg: DictConfig, classes: list[str], image_size: int, mean, std, load_weights: bool = True,
+                     info: dict | None = None) -> ImageClassifier:
+    model_cfg = as_dict(cfg.model)
+    head_keys = ("output", "label_smoothing", "channels_last")
+    net = build_net({k: v for k, v in model_cfg.items() if k not in head_keys}, len(classes), image_size, load_weights)
+    return ImageClassifier(
+        net, len(classes), optimizer=instantiate(cfg.optimizer), scheduler=as_dict(cfg.get("scheduler")),
+        output=model_cfg.get("output", "softmax"), mean=mean, std=std,
+        label_smoothing=float(model_cfg.get("label_smoothing", 0.0)),
+        channels_last=bool(model_cfg.get("channels_last", True)), info=info,
+    )
+
+
+def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        cb = instantiate(node)
+        if not has_val and isinstance(cb, EarlyStopping):
+            log.info("No validation split (data.val_fraction=0): early stopping is off.")
+            continue
+        if not has_val and isinstance(cb, ModelCheckpoint) and cb.monitor:
+            cb.monitor = None  # keeps the latest epoch as best.ckpt
+        callbacks.append(cb)
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values() if node is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def flat_hparams(cfg: DictConfig) -> dict:
+    """Config values TensorBoard's HPARAMS tab can show: group choices plus every leaf value."""
+    flat = {}
+    if HydraConfig.initialized():
+        flat.update({f"{k}": v for k, v in HydraConfig.get().runtime.choices.items()
+                     if not str(k).startswith("hydra") and v is not None})
+    for group in ("data", "model", "optimizer", "scheduler"):
+        for key, value in _leaves(as_dict(cfg.get(group)), group):
+            flat[key] = value
+    flat["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
+    flat["seed"] = cfg.get("seed")
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flat.items()}
+
+
+def _leaves(node, prefix):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k not in ("_target_", "_partial_"):
+                yield from _leaves(v, f"{prefix}.{k}")
+    else:
+        yield prefix, node
+
+
+def run(cfg: DictConfig) -> float:
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    result = {"run": out_dir.name, "job": HydraConfig.get().job.get("num", 0) if multirun else 0,
+              "overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
+              "status": "running", "run_dir": str(out_dir)}
+    start = time.time()
+    model = trainer = None
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        dm = build_datamodule(cfg)
+        dm.setup("fit")
+        pre = default_preprocessing(cfg.model)
+        mean, std = (pre["mean"], pre["std"]) if pre else dm.channel_stats()
+        info = {"config": as_dict(cfg), "classes": dm.classes, "image_size": dm.image_size,
+                "interpolation": dm.interpolation, "mean": mean, "std": std}
+        model = build_classifier(cfg, dm.classes, dm.image_size, mean, std, info=info)
+        result["params"] = sum(p.numel() for p in model.parameters())
+        if getattr(model.net, "visionlab_weights", None):
+            result["weights"] = model.net.visionlab_weights
+        trainer = build_trainer(cfg, has_val=dm.val_set is not None)
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        result["status"] = "diverged" if model.diverged else ("interrupted" if trainer.interrupted else "completed")
+        ckpt = trainer.checkpoint_callback
+        best = ckpt.best_model_path if ckpt is not None else ""
+        result["checkpoint"] = best or (ckpt.last_model_path if ckpt is not None else "")
+        if result["status"] == "completed":
+            dm.setup("test")
+            if dm.has_test_labels:
+                tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
+                result["test_err"] = tested[0].get("test/err") if tested else None
+        if result["checkpoint"]:
+            print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py ckpt={result['checkpoint']}",
+                  flush=True)
+    except Exception as e:
+        result["status"] = "failed"
+        result["error"] = f"{type(e).__name__}: {e}"
+        log.error("Run failed:\n%s", traceback.format_exc())
+        if not multirun:
+            raise
+    finally:
+        result["wall_time_s"] = round(time.time() - start, 1)
+        if model is not None:
+            _summarise_history(model, result)
+            result["skipped_images"] = len(getattr(trainer and trainer.datamodule, "skipped", []) or [])
+        write_result(out_dir, result)
+        if trainer is not None:
+            _log_hparams(trainer, cfg, result)
+    best = result.get("best_val_err")
+    return float("nan") if best is None else float(best)
+
+
+def _summarise_history(model: ImageClassifier, result: dict) -> None:
+    history = model.history
+    result["epochs"] = len(history)
+    result["history"] = history
+    val = [(h["val/err"], h["epoch"]) for h in history if "val/err" in h and math.isfinite(h["val/err"])]
+    if val:
+        result["best_val_err"], result["best_epoch"] = min(val)
+    train = [h["train/err"] for h in history if "train/err" in h]
+    if train:
+        result["final_train_err"] = train[-1]
+
+
+def _log_hparams(trainer: pl.Trainer, cfg: DictConfig, result: dict) -> None:
+    metrics = {f"hparams/{k}": float(result[k]) for k in ("best_val_err", "final_train_err", "test_err")
+               if result.get(k) is not None}
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger) and metrics:
+            lg.log_hyperparams(flat_hparams(cfg), metrics)
+            lg.finalize("success")

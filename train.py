@@ -1,0 +1,19 @@
+"""Train: python train.py [group=option] [key=value]; sweeps with -m (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from visionlab.sweep import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from visionlab.train import run
+
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
