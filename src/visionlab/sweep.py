@@ -63,13 +63,19 @@ def safe_name(name: str, limit: int = 180) -> str:
     return name
 
 
+def _as_typed(override) -> str:
+    value = override.value()
+    return str(value).lower() if isinstance(value, bool) else override.get_value_element_as_str()
+
+
 def run_name(task_overrides, sweeper_params=None) -> str:
     """`model.bn=true,optimizer=sgd`: the job's values of the swept keys (all its overrides when
     nothing is swept), usable as a folder name, hence as TensorBoard's run name."""
-    overrides = [o for o in (task_overrides or []) if not str(o).startswith("hydra")]
+    parsed = [o for o in _parse([str(o) for o in (task_overrides or [])]) if not o.key_or_group.startswith("hydra")]
     swept = swept_keys(sweeper_params)
-    keys = [o.key_or_group.lstrip("+~") for o in _parse([str(o) for o in overrides])]
-    chosen = [str(o) for o, k in zip(overrides, keys) if k in swept] or [str(o) for o in overrides]
+    # Hydra hands jobs `model.bn=True`; print values as users type them (`model.bn=true`).
+    named = [(o.key_or_group.lstrip("+~"), _as_typed(o)) for o in parsed]
+    chosen = [f"{k}={v}" for k, v in named if k in swept] or [f"{k}={v}" for k, v in named]
     return safe_name(",".join(chosen))
 
 
