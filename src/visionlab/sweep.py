@@ -8,6 +8,7 @@ import json
 import logging
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +88,19 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("vl.uid", lambda: secrets.token_hex(3), use_cache=True)
     OmegaConf.register_new_resolver("vl.run_name", run_name)
     OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
+    OmegaConf.register_new_resolver("vl.resume_or", lambda resume, default: str(check_run_dir(resume)) if resume else default)
+    OmegaConf.register_new_resolver(
+        "vl.hydra_subdir", lambda resume: f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}" if resume else ".hydra",
+        use_cache=True)
+
+
+def check_run_dir(path) -> Path:
+    """A finished or interrupted training run's folder (it holds the run's own .hydra/config.yaml)."""
+    run_dir = Path(str(path)).expanduser()
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise ValueError(f"resume={path!r} is not a training run's folder (no .hydra/config.yaml in it). Give the "
+                         "folder a run printed, e.g. outputs/train/runs/<time>_<token>.")
+    return run_dir
 
 
 # ----------------------------------------------------------------------------- summary

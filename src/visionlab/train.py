@@ -3,6 +3,7 @@ test labels are known; record the run's result for the sweep summary. Returns th
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -22,7 +23,7 @@ from visionlab.data import ChallengeDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
-from visionlab.sweep import write_result
+from visionlab.sweep import write_result, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,43 @@ def _leaves(node, prefix):
         yield prefix, node
 
 
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The interrupted run's own saved config, set to continue from its last checkpoint. Plain
+    key=value overrides given with resume= (e.g. trainer.max_epochs=20) still apply."""
+    run_dir = Path(cfg.paths.output_dir)
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    for override in given:
+        key, _, value = override.partition("=")
+        if key in ("resume", "ckpt_path"):
+            continue
+        if "." not in key.lstrip("+~"):
+            raise ValueError(f"resume= continues a run with its own config; the group override {override!r} would "
+                             "change what it trains. Start a new run instead.")
+        OmegaConf.update(saved, key.lstrip("+~"), OmegaConf.create({"v": value}).v if value else None, force_add=True)
+    saved.resume = str(run_dir)
+    saved.ckpt_path = None
+    for name in ("last.ckpt", "best.ckpt"):
+        candidate = run_dir / "checkpoints" / name
+        if candidate.is_file():
+            try:
+                torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as e:
+                log.warning("Cannot read %s (%s); trying the next checkpoint.", candidate, e)
+                continue
+            saved.ckpt_path = str(candidate)
+            break
+    if saved.ckpt_path is None:
+        log.warning("%s has no readable checkpoint (interrupted in its first epoch?): training again from the start "
+                    "in the same folder.", run_dir)
+    else:
+        log.info("Resuming %s from %s", run_dir, saved.ckpt_path)
+    return saved
+
+
 def run(cfg: DictConfig) -> float:
+    if cfg.get("resume"):
+        cfg = resume_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
@@ -103,6 +140,7 @@ def run(cfg: DictConfig) -> float:
               "status": "running", "run_dir": str(out_dir)}
     start = time.time()
     model = trainer = None
+    write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
@@ -129,6 +167,9 @@ def run(cfg: DictConfig) -> float:
         if result["checkpoint"]:
             print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py ckpt={result['checkpoint']}",
                   flush=True)
+    except KeyboardInterrupt:
+        result["status"] = "interrupted"
+        raise
     except Exception as e:
         result["status"] = "failed"
         result["error"] = f"{type(e).__name__}: {e}"
@@ -136,15 +177,29 @@ def run(cfg: DictConfig) -> float:
         if not multirun:
             raise
     finally:
-        result["wall_time_s"] = round(time.time() - start, 1)
+        if result["status"] == "running":  # Ctrl-C / SIGTERM end Lightning's fit with SystemExit
+            result["status"] = "interrupted"
+        result["wall_time_s"] = round(time.time() - start, 1) + _previous_wall_time(out_dir, cfg)
         if model is not None:
             _summarise_history(model, result)
             result["skipped_images"] = len(getattr(trainer and trainer.datamodule, "skipped", []) or [])
         write_result(out_dir, result)
+        if cfg.get("resume") and (out_dir.parent / "multirun.yaml").is_file():
+            write_summary(out_dir.parent)  # the resumed job's sweep summary is current again
         if trainer is not None:
             _log_hparams(trainer, cfg, result)
     best = result.get("best_val_err")
     return float("nan") if best is None else float(best)
+
+
+def _previous_wall_time(out_dir: Path, cfg: DictConfig) -> float:
+    """A resumed run's earlier sessions count towards its wall time."""
+    if not cfg.get("resume") or not (out_dir / "result.json").is_file():
+        return 0.0
+    try:
+        return float(json.loads((out_dir / "result.json").read_text()).get("wall_time_s") or 0.0)
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _summarise_history(model: ImageClassifier, result: dict) -> None:
