@@ -10,9 +10,13 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from visionlab.errors import InputError
     from visionlab.train import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except InputError as e:  # the message names the culprit and the fix: no traceback needed
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -124,6 +124,21 @@ def test_diverged_and_failed_runs(tmp_path, capsys):
     assert list(plotter.colours) == ["0.1", "10", "100"]
 
 
+def test_resumed_run_counts_each_epoch_once(tmp_path):
+    """A run resumed in its own folder writes a second event file that repeats some epochs."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = make_run(tmp_path / "sweep", "model.bn=true", "completed", [(0.9, 0.9), (0.8, 0.8), (0.7, 0.7)])
+    with SummaryWriter(log_dir=str(run_dir)) as w:  # resumed from epoch 2 (step 1)
+        for step, v in ((1, 0.5), (2, 0.4), (3, 0.3)):
+            w.add_scalar("val/err", v, step)
+            w.add_scalar("train/err", v, step)
+    run = report.load_run(run_dir)
+    assert run["series"]["val/err"] == [(1, pytest.approx(0.9)), (2, 0.5), (3, pytest.approx(0.4)),
+                                        (4, pytest.approx(0.3))]
+    assert run["best_val_err"] == pytest.approx(0.3) and run["best_epoch"] == 4 and run["epochs"] == 4
+
+
 def test_many_epochs_and_out_dir(tmp_path):
     sweep = tmp_path / "sweep"
     for bn in ("true", "false"):

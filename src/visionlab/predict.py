@@ -17,13 +17,14 @@ from torch.utils.data import DataLoader
 from visionlab.data import ChallengeDataModule, DataError
 from visionlab.data.datamodule import ImageDataset
 from visionlab.data.transforms import tta_views
+from visionlab.errors import InputError
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used, named, with the fix."""
 
 
@@ -86,7 +87,7 @@ def predict_probabilities(model: ImageClassifier, dataset: ImageDataset, batch_s
 
 def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+        raise InputError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from visionlab.errors import InputError
+
 
 RESULT_FILE = "result.json"
 EVENTS_GLOB = "events.out.tfevents.*"
@@ -37,7 +36,7 @@ NOT_PLOTTED = {FAILED}
 MISSING = "-"  # value shown for a key a run's name does not mention
 
 
-class NotASweepDir(ValueError):
+class NotASweepDir(InputError):
     """The path given is not a sweep folder (no run folders with event files or result.json)."""
 
 
@@ -524,7 +523,13 @@ class SweepPlotter:
         if many:
             opts.update(loc="upper left", bbox_to_anchor=(1.01, 1.0))
         opts.update(kw)
-        return ax.legend(**opts)
+        handles, labels = ax.get_legend_handles_labels()
+        if any(r["status"] == "diverged" for _, g in self.groups for r in g):
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], marker="X", ms=9, color="0.5", mec="black", mew=0.8, ls="none"))
+            labels.append("diverged: last value")
+        return ax.legend(handles, labels, **opts)
 
     def title(self, what: str) -> str:
         return f"{what} by {self.knob}" if self.knob else what

@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from visionlab.data import ChallengeDataModule
 from visionlab.data.transforms import build_transforms
+from visionlab.errors import InputError
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
 from visionlab.sweep import write_result, write_summary
@@ -173,7 +174,7 @@ def run(cfg: DictConfig) -> float:
     except Exception as e:
         result["status"] = "failed"
         result["error"] = f"{type(e).__name__}: {e}"
-        log.error("Run failed:\n%s", traceback.format_exc())
+        log.error("Run failed: %s", e if isinstance(e, InputError) else traceback.format_exc())
         if not multirun:
             raise
     finally:
@@ -208,7 +209,8 @@ def _summarise_history(model: ImageClassifier, result: dict) -> None:
     result["history"] = history
     val = [(h["val/err"], h["epoch"]) for h in history if "val/err" in h and math.isfinite(h["val/err"])]
     if val:
-        result["best_val_err"], result["best_epoch"] = min(val)
+        best_err, best_epoch = min(val)
+        result["best_val_err"], result["best_epoch"] = best_err, best_epoch + 1  # epochs counted from 1
     train = [h["train/err"] for h in history if "train/err" in h]
     if train:
         result["final_train_err"] = train[-1]

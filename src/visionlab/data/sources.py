@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from visionlab.errors import InputError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_LISTED = 20  # how many offending entries one error message lists
 
@@ -25,7 +27,7 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 Image.MAX_IMAGE_PIXELS = None  # very large scans are legitimate input; we downsize on load
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Bad input. The message names the file, column or key, and the fix."""
 
 

@@ -10,12 +10,14 @@ import timm
 import torch
 from torch import nn
 
+from visionlab.errors import ConfigError, InputError
+
 log = logging.getLogger(__name__)
 
 PREFIXES = ("module.", "model.", "net.", "backbone.", "_orig_mod.")
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weights file that cannot be used, with what was found and what to do."""
 
 
@@ -107,7 +109,7 @@ def build_timm(name: str, num_classes: int, pretrained: bool = False, weights: s
                                   in_chans=in_chans, drop_rate=drop_rate)
     except RuntimeError as e:
         if "Unknown model" in str(e):
-            raise ValueError(f"model.name={name!r} is not a timm model. List some with "
+            raise ConfigError(f"model.name={name!r} is not a timm model. List some with "
                              f"`python -c \"import timm; print(timm.list_models('*{name[:6]}*'))\"`.") from None
         raise
     except Exception as e:  # hub download failures when offline

@@ -3,6 +3,8 @@ output activation calls for, logging per-epoch loss and error (1 - accuracy) for
 
 from __future__ import annotations
 
+from visionlab.errors import ConfigError
+
 import logging
 from collections.abc import Callable, Sequence
 
@@ -44,7 +46,7 @@ class ImageClassifier(pl.LightningModule):
         """
         super().__init__()
         if output not in OUTPUTS:
-            raise ValueError(f"model.output={output!r} is not one of {list(OUTPUTS)}.")
+            raise ConfigError(f"model.output={output!r} is not one of {list(OUTPUTS)}.")
         self.freeze, self.unfreeze_epoch = bool(freeze), unfreeze_epoch
         self.backbone_lr_mult, self.layer_decay = float(backbone_lr_mult), layer_decay
         self.head_name = head_name(net)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from visionlab.errors import ConfigError
+
 from collections.abc import Sequence
 
 import torch
@@ -54,22 +56,22 @@ def build_cnn(num_classes: int, in_channels: int = 3, image_size: int = 28, chan
     - `conv`: dropout -> 1x1 conv to class scores -> global average pool (fully convolutional)
     """
     if activation not in ACTIVATIONS:
-        raise ValueError(f"model.activation={activation!r} is not one of {list(ACTIVATIONS)}.")
+        raise ConfigError(f"model.activation={activation!r} is not one of {list(ACTIVATIONS)}.")
     if pool not in POOLS:
-        raise ValueError(f"model.pool={pool!r} is not one of {POOLS}.")
+        raise ConfigError(f"model.pool={pool!r} is not one of {POOLS}.")
     if head not in HEADS:
-        raise ValueError(f"model.head={head!r} is not one of {HEADS}.")
+        raise ConfigError(f"model.head={head!r} is not one of {HEADS}.")
     if not channels:
-        raise ValueError("model.channels must list at least one conv block, e.g. [32,64,128].")
+        raise ConfigError("model.channels must list at least one conv block, e.g. [32,64,128].")
     if not 0 <= dropout < 1:
-        raise ValueError(f"model.dropout={dropout} must be in [0, 1).")
+        raise ConfigError(f"model.dropout={dropout} must be in [0, 1).")
     widths = [in_channels, *[int(c) for c in channels]]
     blocks = [conv_block(a, b, bn, activation, pool, kernel_size) for a, b in zip(widths, widths[1:])]
     features = nn.Sequential(*blocks)
     with torch.no_grad():
         out = features(torch.zeros(1, in_channels, image_size, image_size))
     if out.shape[-1] < 1 or out.shape[-2] < 1:
-        raise ValueError(f"{len(channels)} downsampling blocks leave nothing of a {image_size}px image; "
+        raise ConfigError(f"{len(channels)} downsampling blocks leave nothing of a {image_size}px image; "
                          "use fewer model.channels, model.pool=none, or a larger data.image_size.")
     c = widths[-1]
     if head == "flatten":

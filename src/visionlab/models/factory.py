@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from visionlab.errors import ConfigError
+
 from collections.abc import Mapping
 
 from torch import nn
@@ -22,7 +24,7 @@ def build_net(model_cfg: Mapping, num_classes: int, image_size: int, load_weight
         if not load_weights:
             cfg.update(pretrained=False, weights=None)
         return build_timm(num_classes=num_classes, **cfg)
-    raise ValueError(f"model.arch={arch!r} is not one of {ARCHS}.")
+    raise ConfigError(f"model.arch={arch!r} is not one of {ARCHS}.")
 
 
 def default_preprocessing(model_cfg: Mapping) -> dict | None:

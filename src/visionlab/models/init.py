@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from visionlab.errors import ConfigError
+
 from torch import nn
 
 SCHEMES = ("default", "zeros", "ones", "normal", "uniform", "xavier", "kaiming")
@@ -15,7 +17,7 @@ def apply_init(module: nn.Module, scheme: str = "default", std: float = 0.01) ->
     theory questions are about). Normalisation layers keep weight 1 / bias 0 in every scheme.
     """
     if scheme not in SCHEMES:
-        raise ValueError(f"model.init={scheme!r} is not one of {SCHEMES}.")
+        raise ConfigError(f"model.init={scheme!r} is not one of {SCHEMES}.")
     if scheme == "default":
         return module
     for m in module.modules():

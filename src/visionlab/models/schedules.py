@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from visionlab.errors import ConfigError
+
 import math
 
 import torch
@@ -16,7 +18,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict | None, steps_pe
     cfg = dict(cfg or {})
     kind = cfg.get("name", "none")
     if kind not in KINDS:
-        raise ValueError(f"scheduler.name={kind!r} is not one of {KINDS}.")
+        raise ConfigError(f"scheduler.name={kind!r} is not one of {KINDS}.")
     if kind == "none":
         return None
     steps_per_epoch = max(1, steps_per_epoch)
