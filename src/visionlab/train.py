@@ -155,7 +155,7 @@ def run(cfg: DictConfig) -> float:
         if getattr(model.net, "visionlab_weights", None):
             result["weights"] = model.net.visionlab_weights
         trainer = build_trainer(cfg, has_val=dm.val_set is not None)
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         result["status"] = "diverged" if model.diverged else ("interrupted" if trainer.interrupted else "completed")
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None else ""
@@ -163,7 +163,7 @@ def run(cfg: DictConfig) -> float:
         if result["status"] == "completed":
             dm.setup("test")
             if dm.has_test_labels:
-                tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
+                tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
                 result["test_err"] = tested[0].get("test/err") if tested else None
         if result["checkpoint"]:
             print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py ckpt={result['checkpoint']}",

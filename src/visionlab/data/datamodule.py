@@ -150,14 +150,16 @@ class ChallengeDataModule(pl.LightningDataModule):
             available = 8 << 30
         return need < min(0.5 * available, 8 << 30)
 
-    def decode(self, items: Items, what: str) -> tuple[Items, list]:
+    def decode(self, items: Items, what: str, keep_rows: bool = False) -> tuple[Items, list]:
         """Decode every image once (validating it), keep arrays when they fit in memory. Bad files are
-        reported all together, or skipped with data.on_bad_image=skip."""
+        reported all together, or skipped with data.on_bad_image=skip (keep_rows: replaced by a black
+        image instead, so that a submission still has a row for every test id)."""
         keep = self._cache_fits(len(items))
 
         def load(src):
             try:
-                return sources.load_image(src, self.image_size, self.interpolation), None
+                arr = sources.load_image(src, self.image_size, self.interpolation)
+                return (arr if keep else src), None
             except Exception as e:  # PIL raises many types for broken files
                 return None, f"{type(e).__name__}: {e}"
 
@@ -169,13 +171,17 @@ class ChallengeDataModule(pl.LightningDataModule):
         if bad:
             if self.on_bad_image == "error":
                 raise DataError(f"{len(bad)} {what} image(s) cannot be read as images:\n{listing(bad)}\n"
-                                "Remove or replace them, or set data.on_bad_image=skip to train without them.")
-            log.warning("Skipping %d unreadable %s image(s) (data.on_bad_image=skip):\n%s", len(bad), what, listing(bad))
+                                "Remove or replace them, or set data.on_bad_image=skip to do without them.")
+            log.warning("Skipping %d unreadable %s image(s) (data.on_bad_image=skip)%s:\n%s", len(bad), what,
+                        "; their rows are predicted from a black image" if keep_rows else "", listing(bad))
             self.skipped += bad
-            good = [i for i, (_, err) in enumerate(decoded) if not err]
+            if keep_rows:
+                blank = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+                decoded = [(blank, None) if err else (image, err) for image, err in decoded]
+        good = [i for i, (_, err) in enumerate(decoded) if not err]
+        if len(good) < len(items):
             items, decoded = items.take(good), [decoded[i] for i in good]
-        images = [arr for arr, _ in decoded] if keep else items.images
-        return items, images
+        return items, [image for image, _ in decoded]
 
     def label_indices(self, labels: list[str], what: str) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(self.classes)}
@@ -220,7 +226,7 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def _setup_test(self) -> None:
         items = self.read_test()
-        items, images = self.decode(items, "test")
+        items, images = self.decode(items, "test", keep_rows=True)
         self.test_items = items
         labels = None
         if items.labels is not None and self.classes is not None:
