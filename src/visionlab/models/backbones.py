@@ -79,8 +79,13 @@ def load_weights(model: nn.Module, path: str | Path, head: str = "", allow_parti
     matched = by_name
     if len(by_name) < len(body):
         src_items = list(source.items())
-        if len(src_items) == len(target):
+        if len(src_items) == len(target):  # same layout: zip everything, skip our new head
             pairs = [(t, s) for t, s in zip(target, src_items) if t in body]
+        elif len(src_items) > len(body):  # the file's own classifier comes last: zip the body only
+            pairs = list(zip(body, src_items[:len(body)]))
+        else:
+            pairs = []
+        if pairs:
             bad = [(t, s[0], tuple(s[1].shape), tuple(target[t].shape)) for t, s in pairs if s[1].shape != target[t].shape]
             if not bad:
                 matched = {t: s[1] for t, s in pairs}
