@@ -147,7 +147,7 @@ class ImageClassifier(pl.LightningModule):
         if self.trainer.sanity_checking:
             return {}
         # 'step' makes TensorBoard's x-axis the epoch number for every scalar we log.
-        self.log_dict({**metrics, "step": float(self.current_epoch)}, logger=True, prog_bar=False)
+        self.log_dict({**metrics, "step": float(self.current_epoch)}, prog_bar=False)
         return metrics
 
     def on_validation_epoch_end(self):
@@ -177,10 +177,11 @@ class ImageClassifier(pl.LightningModule):
         for name, p in self.net.named_parameters():
             if not self.is_head(name):
                 p.requires_grad_(not frozen)
-        if frozen:  # BatchNorm statistics (and dropout) of the backbone stay fixed too
-            for name, m in self.net.named_modules():
-                if name and not self.is_head(name):
-                    m.training = False  # not m.eval(): that would recurse into a head nested below
+        # While frozen, the backbone's BatchNorm statistics (and dropout) stay fixed too; set per module,
+        # not with .eval(), which would recurse into a head nested below.
+        for name, m in self.net.named_modules():
+            if name and not self.is_head(name):
+                m.training = not frozen
         if self.freeze and self.current_epoch == self.unfreeze_epoch:
             log.info("Epoch %d: backbone unfrozen, the whole network trains from now on.", self.current_epoch)
 
