@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+# Small nets on a few shared cores run far faster single-threaded (thread contention dominates).
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo"
@@ -132,6 +136,7 @@ def make_challenge(tmp_path):
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
+    env.setdefault("OMP_NUM_THREADS", "1")  # see torch.set_num_threads above
     env.pop("COLUMNS", None)
     return env
 
@@ -148,7 +153,3 @@ def run_cli(args: list[str], cwd: Path, script: str = "train.py", check: bool = 
                     f"--- stderr (tail)\n{proc.stderr[-5000:]}", pytrace=False)
     return proc
 
-
-@pytest.fixture
-def cli():
-    return run_cli

@@ -166,7 +166,8 @@ def run(cfg: DictConfig) -> float:
                 tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
                 result["test_err"] = tested[0].get("test/err") if tested else None
         if result["checkpoint"]:
-            print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py ckpt={result['checkpoint']}",
+            # quoted: sweep folders are named like model.bn=true,optimizer=sgd, which Hydra would parse
+            print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py 'ckpt=\"{result['checkpoint']}\"'",
                   flush=True)
     except KeyboardInterrupt:
         result["status"] = "interrupted"

@@ -55,6 +55,8 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
         if take.sum() >= size:
             break
         take[i] += 1
+    while take.sum() > size and take.max() > 1:  # rare classes raised to one image: pay from the largest
+        take[np.argmax(take)] -= 1
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, np.minimum(take, counts))]
     return np.sort(np.concatenate(chosen))
 
@@ -105,7 +107,10 @@ class ChallengeDataModule(pl.LightningDataModule):
             raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
         if unused:
             log.debug("data keys not used by the datamodule: %s", sorted(unused))
-        self.source, self.root = source, Path(os.path.expanduser(str(root)))
+        if root is None and source != "fashion_mnist":
+            raise DataError(f"data.root is not set: give the folder of your download, data.root=DIR.")
+        self.source = source
+        self.root = Path(os.path.expanduser(str(root))) if root is not None else None
         self.train_csv, self.train_dir, self.test_dir = train_csv, train_dir, test_dir
         self.sample_submission, self.solution = sample_submission, solution
         self.id_col, self.label_col = id_col, label_col
@@ -126,11 +131,11 @@ class ChallengeDataModule(pl.LightningDataModule):
             return sources.challenge_train(self.root, self.train_csv, self.train_dir, self.id_col, self.label_col)
         if self.source == "folder":
             return sources.folder_train(self.root, self.train_dir)
-        return sources.fashion_mnist(str(self.root) if self.root != Path(".") else None, "train", self.download)
+        return sources.fashion_mnist(None if self.root is None else str(self.root), "train", self.download)
 
     def read_test(self) -> Items:
         if self.source == "fashion_mnist":
-            return sources.fashion_mnist(str(self.root) if self.root != Path(".") else None, "test", self.download)
+            return sources.fashion_mnist(None if self.root is None else str(self.root), "test", self.download)
         if self.source == "folder":
             items, _ = sources.challenge_test(self.root, self.test_dir, None, self.id_col)
             return items

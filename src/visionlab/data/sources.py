@@ -304,6 +304,7 @@ def load_image(source, size: int, interpolation: str = "bilinear") -> np.ndarray
     """A path or an array -> size x size x 3 uint8 RGB. Raises OSError/ValueError on a bad file."""
     if isinstance(source, np.ndarray):
         arr = source if source.ndim == 3 else source[..., None]
+        arr = arr[..., :3]  # drop an alpha channel
         img = Image.fromarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
     else:
         img = Image.open(source)

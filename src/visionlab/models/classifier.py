@@ -81,9 +81,7 @@ class ImageClassifier(pl.LightningModule):
         if self.output.startswith("sigmoid"):
             p = torch.sigmoid(logits)
             return p / p.sum(1, keepdim=True).clamp_min(1e-12)
-        if self.output == "linear_mse":
-            return logits.clamp_min(0) / logits.clamp_min(0).sum(1, keepdim=True).clamp_min(1e-12)
-        return logits.softmax(1)
+        return logits.softmax(1)  # also for linear_mse: keeps the ranking of the raw scores
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """target: class indices (B,) or a probability per class (B, C), e.g. from mixup."""

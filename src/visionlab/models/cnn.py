@@ -68,9 +68,14 @@ def build_cnn(num_classes: int, in_channels: int = 3, image_size: int = 28, chan
     widths = [in_channels, *[int(c) for c in channels]]
     blocks = [conv_block(a, b, bn, activation, pool, kernel_size) for a, b in zip(widths, widths[1:])]
     features = nn.Sequential(*blocks)
-    with torch.no_grad():
-        out = features(torch.zeros(1, in_channels, image_size, image_size))
-    if out.shape[-1] < 1 or out.shape[-2] < 1:
+    features.eval()  # a dry run for the output size: eval mode leaves BatchNorm statistics alone
+    try:
+        with torch.no_grad():
+            out = features(torch.zeros(1, in_channels, image_size, image_size))
+    except RuntimeError:
+        out = torch.zeros(0, 0, 0, 0)
+    features.train()
+    if out.ndim != 4 or out.shape[-1] < 1 or out.shape[-2] < 1:
         raise ConfigError(f"{len(channels)} downsampling blocks leave nothing of a {image_size}px image; "
                          "use fewer model.channels, model.pool=none, or a larger data.image_size.")
     c = widths[-1]
