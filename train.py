@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from visionlab.sweep import register_resolvers
+from visionlab.sweep import check_resume_argument, register_resolvers
 
 register_resolvers()
 
@@ -20,4 +20,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_resume_argument()  # a bad resume= fails here, in one line, before Hydra makes any folder
     main()

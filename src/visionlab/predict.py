@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from visionlab.data import ChallengeDataModule, DataError
 from visionlab.data.datamodule import ImageDataset
 from visionlab.data.transforms import tta_views
-from visionlab.errors import InputError
+from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net
 
@@ -41,8 +41,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"ckpt={str(path)!r} is not a loadable checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]}).") from None
+        raise CheckpointError(f"ckpt={str(path)!r} is not a loadable checkpoint: {load_failure(e)}.") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "visionlab" not in ckpt:
         raise CheckpointError(f"ckpt={str(path)!r} is not a visionlab training checkpoint (no model state and "
                               "config in it). Use a .ckpt written by python train.py.")
@@ -113,6 +112,9 @@ def submission_table(sample: pd.DataFrame | None, ids: list[str], names: list[st
 
 
 def run(cfg: DictConfig) -> Path:
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise CheckpointError("no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
+                              "training prints the path of its best.ckpt.")
     paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
     if not paths:
         raise CheckpointError("ckpt=[] names no checkpoint.")

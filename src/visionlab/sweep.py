@@ -94,6 +94,15 @@ def register_resolvers() -> None:
         use_cache=True)
 
 
+def check_resume_argument(argv: list[str] | None = None) -> None:
+    for token in command_line_overrides(argv):
+        if token.startswith("resume="):
+            try:
+                check_run_dir(token.split("=", 1)[1])
+            except ValueError as e:
+                raise SystemExit(f"error: {e}") from None
+
+
 def check_run_dir(path) -> Path:
     """A finished or interrupted training run's folder (it holds the run's own .hydra/config.yaml)."""
     run_dir = Path(str(path)).expanduser()

@@ -146,6 +146,8 @@ def run(cfg: DictConfig) -> float:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
         dm.setup("fit")
+        if dm.has_test_images():
+            dm.setup("test")  # a broken test image or sample submission fails now, not after training
         pre = default_preprocessing(cfg.model)
         mean, std = (pre["mean"], pre["std"]) if pre else dm.channel_stats()
         info = {"config": as_dict(cfg), "classes": dm.classes, "image_size": dm.image_size,
@@ -161,7 +163,6 @@ def run(cfg: DictConfig) -> float:
         best = ckpt.best_model_path if ckpt is not None else ""
         result["checkpoint"] = best or (ckpt.last_model_path if ckpt is not None else "")
         if result["status"] == "completed":
-            dm.setup("test")
             if dm.has_test_labels:
                 tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
                 result["test_err"] = tested[0].get("test/err") if tested else None
@@ -172,6 +173,9 @@ def run(cfg: DictConfig) -> float:
     except KeyboardInterrupt:
         result["status"] = "interrupted"
         raise
+    except SystemExit as e:  # Lightning ends Ctrl-C with exit(1) and SIGTERM with a code-less SystemExit
+        result["status"] = "interrupted"
+        raise SystemExit(e.code or 143) from None
     except Exception as e:
         result["status"] = "failed"
         result["error"] = f"{type(e).__name__}: {e}"

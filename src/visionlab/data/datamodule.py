@@ -107,6 +107,8 @@ class ChallengeDataModule(pl.LightningDataModule):
             raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
         if unused:
             log.debug("data keys not used by the datamodule: %s", sorted(unused))
+        if root == "???":
+            root = None
         if root is None and source != "fashion_mnist":
             raise DataError(f"data.root is not set: give the folder of your download, data.root=DIR.")
         self.source = source
@@ -155,10 +157,11 @@ class ChallengeDataModule(pl.LightningDataModule):
             available = 8 << 30
         return need < min(0.5 * available, 8 << 30)
 
-    def decode(self, items: Items, what: str, keep_rows: bool = False) -> tuple[Items, list]:
+    def decode(self, items: Items, what: str, keep_rows: bool = False) -> tuple[Items, list, list[int]]:
         """Decode every image once (validating it), keep arrays when they fit in memory. Bad files are
         reported all together, or skipped with data.on_bad_image=skip (keep_rows: replaced by a black
-        image instead, so that a submission still has a row for every test id)."""
+        image instead, so that a submission still has a row for every test id). Returns the readable
+        items, their images and their positions in `items`."""
         keep = self._cache_fits(len(items))
 
         def load(src):
@@ -186,7 +189,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         good = [i for i, (_, err) in enumerate(decoded) if not err]
         if len(good) < len(items):
             items, decoded = items.take(good), [decoded[i] for i in good]
-        return items, [image for image, _ in decoded]
+        return items, [image for image, _ in decoded], good
 
     def label_indices(self, labels: list[str], what: str) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(self.classes)}
@@ -214,30 +217,38 @@ class ChallengeDataModule(pl.LightningDataModule):
         train_idx, val_idx = stratified_split(labels, self.val_fraction, self.seed)
         if self.subset:
             train_idx = train_idx[stratified_subset(labels[train_idx], int(self.subset), self.seed)]
-        if len(train_idx) == 0:
-            raise DataError("The training split is empty: lower data.val_fraction or add images.")
-        if self.val_fraction > 0 and len(val_idx) == 0:
-            raise DataError(f"data.val_fraction={self.val_fraction} leaves no validation image (every class has "
-                            "a single image). Add images or set data.val_fraction=0.")
-        train_items, train_images = self.decode(items.take(train_idx), "training")
-        self.train_set = ImageDataset(train_images, self.label_indices(train_items.labels, "train"),
+        # Both splits are decoded in one pass, so that one error lists every unreadable file.
+        chosen = np.concatenate([train_idx, val_idx]).astype(int)
+        kept_items, images, kept = self.decode(items.take(chosen), "training")
+        in_train = np.array(kept, dtype=int) < len(train_idx)
+        kept_labels = self.label_indices(kept_items.labels, "train") if kept else np.zeros(0, np.int64)
+        skipped = " after skipping unreadable images" if self.skipped else ""
+        if not in_train.any():
+            raise DataError(f"The training split is empty{skipped}: lower data.val_fraction or add images.")
+        if self.val_fraction > 0 and in_train.all():
+            raise DataError(f"data.val_fraction={self.val_fraction} leaves no validation image{skipped} (every class "
+                            "has a single usable image). Add images or set data.val_fraction=0.")
+        self.train_set = ImageDataset([images[i] for i in np.flatnonzero(in_train)], kept_labels[in_train],
                                       self.image_size, self.interpolation, self.train_transform)
-        if len(val_idx):
-            val_items, val_images = self.decode(items.take(val_idx), "validation")
-            self.val_set = ImageDataset(val_images, self.label_indices(val_items.labels, "val"),
+        if not in_train.all():
+            self.val_set = ImageDataset([images[i] for i in np.flatnonzero(~in_train)], kept_labels[~in_train],
                                         self.image_size, self.interpolation)
         log.info("Data: %d training / %d validation images, %d classes, %dx%d px", len(self.train_set),
                  0 if self.val_set is None else len(self.val_set), len(self.classes), self.image_size, self.image_size)
 
     def _setup_test(self) -> None:
         items = self.read_test()
-        items, images = self.decode(items, "test", keep_rows=True)
+        items, images, _ = self.decode(items, "test", keep_rows=True)
         self.test_items = items
         labels = None
         if items.labels is not None and self.classes is not None:
             known = set(self.classes)
             labels = self.label_indices(items.labels, "The test labels") if set(items.labels) <= known else None
         self.test_set = ImageDataset(images, labels, self.image_size, self.interpolation)
+
+    def has_test_images(self) -> bool:
+        """Whether there is a test set to check before training (a challenge may come without one yet)."""
+        return self.source == "fashion_mnist" or (self.root / self.test_dir).is_dir()
 
     @property
     def has_test_labels(self) -> bool:

@@ -115,9 +115,13 @@ class ImageFolderIndex:
         self.real = directory.resolve()
         self.by_name: dict[str, str] = {}
         self.by_stem: dict[str, list[str]] = {}
+        self.special: set[str] = set()  # FIFOs, sockets, devices, dangling links: never opened
         with os.scandir(directory) as it:
             for entry in it:
                 if entry.is_dir():
+                    continue
+                if not entry.is_file():
+                    self.special.add(entry.name)
                     continue
                 self.by_name[entry.name] = entry.name
                 stem, ext = os.path.splitext(entry.name)
@@ -136,6 +140,12 @@ class ImageFolderIndex:
         if pure.is_absolute() or ".." in pure.parts or (len(image_id) > 1 and image_id[1] == ":"):
             return None, "refused: resolves outside the image folder"
         name = str(pure)
+        special = name if name in self.special else next(
+            (n for n in self.special if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS), None)
+        if special and name not in self.by_name and len(self.by_stem.get(name, ())) == 0:
+            inside = self.inside(self.directory / special)
+            return None, ("refused: not a regular file" if inside else
+                          "refused: a link that points outside the image folder")
         if name in self.by_name:
             found = self.by_name[name]
         elif len(self.by_stem.get(name, ())) == 1:
@@ -143,7 +153,8 @@ class ImageFolderIndex:
         elif len(self.by_stem.get(name, ())) > 1:
             return None, f"ambiguous: several files are named {name}.* ({self.by_stem[name]}); give the extension"
         elif "/" in name:  # id in a sub-folder
-            found = next((name + ext for ext in ("",) + IMAGE_EXTENSIONS if (self.directory / (name + ext)).is_file()), None)
+            found = next((name + ext for ext in ("",) + IMAGE_EXTENSIONS
+                          if (self.directory / (name + ext)).is_file()), None)  # is_file: no FIFOs
             if found is None:
                 return None, "missing: no such file"
         else:
@@ -154,11 +165,15 @@ class ImageFolderIndex:
         return path, None
 
     def resolve_all(self, ids: list[str], what: str, key: str) -> list[Path]:
-        paths, bad = [], []
+        paths, bad, seen = [], [], {}
         for image_id in ids:
             path, reason = self.resolve(image_id)
             if reason:
                 bad.append(f"{image_id!r}: {reason}")
+            elif path in seen:
+                bad.append(f"{image_id!r}: the same file ({path.name}) as {seen[path]!r}, an image listed more than once")
+            else:
+                seen[path] = image_id
             paths.append(path)
         if bad:
             raise DataError(f"{len(bad)} id(s) of {what} have no usable image in {self.directory}:\n{listing(bad)}\n"

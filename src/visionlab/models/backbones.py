@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import nn
 
-from visionlab.errors import ConfigError, InputError
+from visionlab.errors import ConfigError, InputError, load_failure
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise WeightsError(f"model.weights={str(path)!r} is not a loadable PyTorch weights file ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:200]}).") from None
+            raise WeightsError(f"model.weights={str(path)!r} is not a loadable PyTorch weights file: "
+                               f"{load_failure(e)}.") from None
     for key in ("state_dict_ema", "state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -120,7 +120,7 @@ def build_timm(name: str, num_classes: int, pretrained: bool = False, weights: s
     except Exception as e:  # hub download failures when offline
         if pretrained and not weights:
             raise RuntimeError(f"model.pretrained=true could not fetch {name!r} weights ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:160]}). Offline, pass a local file with model.weights=FILE.") from None
+                               f"{load_failure(e)}). Offline, pass a local file with model.weights=FILE.") from None
         raise
     if weights:
         model.visionlab_weights = load_weights(model, weights, head=model.pretrained_cfg.get("classifier", ""),

@@ -214,4 +214,5 @@ class ImageClassifier(pl.LightningModule):
         checkpoint["visionlab"] = {**self.info, "history": self.history, "diverged": self.diverged}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.history = list(checkpoint.get("visionlab", {}).get("history", []))
+        if not self.history:  # resuming; testing the best checkpoint after fit keeps the full history
+            self.history = list(checkpoint.get("visionlab", {}).get("history", []))
