@@ -319,3 +319,19 @@ def test_refusal_of_a_code_running_checkpoint_says_why(tmp_path):
     message = str(err.value)
     assert "system" in message or "code" in message, message
     assert not message.rstrip(").").endswith("set to `False`"), message
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(tmp_path):
+    """Lightning's save_last writes last.ckpt only with a new best; resume= needs the true last epoch."""
+    import torch
+
+    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "data.subset=200", "data.val_fraction=0.05",
+                           "trainer.max_epochs=4", "optimizer=sgd", "optimizer.lr=0.0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (ckpts,) = tmp_path.glob("outputs/train/runs/*/checkpoints")
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 3
+    assert (ckpts / "best.ckpt").is_file()
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
