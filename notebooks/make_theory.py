@@ -4,10 +4,15 @@ The notebook is written from this script so that its source is reviewable as Pyt
 
     python notebooks/make_theory.py              # write + execute (outputs saved in the .ipynb)
     python notebooks/make_theory.py --no-execute # write only
+    VISIONLAB_SMOKE=1 python notebooks/make_theory.py   # the init sweep tiny; written to a temp folder
+
+Section 2 runs (or re-uses, from outputs/report/init) the ablation/init sweep with the helpers of
+make_report.py, exactly as report.ipynb does.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,18 +20,35 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_report import SWEEP_HELPERS, smoke  # noqa: E402 -- the report notebook's sweep helpers, smoke mode
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "theory.ipynb"
+
+# What the ablation/init curves show, tied to the explanation above (written from the real sweep).
+INIT_CURVES_TEXT = r"""
+_To be written from the real sweep's numbers._
+"""
 
 cells = []
 
 
-def md(src: str) -> None:
+named_ids: set[str] = set()  # cells given an id of their own; the others are numbered in build()
+
+
+def md(src: str, cell_id: str | None = None) -> None:
     cells.append(new_markdown_cell(textwrap.dedent(src).strip()))
+    if cell_id:
+        cells[-1].id = cell_id
+        named_ids.add(cell_id)
 
 
-def code(src: str) -> None:
+def code(src: str, cell_id: str | None = None) -> None:
     cells.append(new_code_cell(textwrap.dedent(src).strip()))
+    if cell_id:
+        cells[-1].id = cell_id
+        named_ids.add(cell_id)
 
 
 # --------------------------------------------------------------------------- title
@@ -308,6 +330,38 @@ md(r"""
 The same zeros / ones / random comparison, run through `visionlab`'s `init` option with training and
 validation error curves, follows.
 """)
+
+# The ablation/init sweep, run (or re-used) exactly as report.ipynb does it: same helper code, same
+# folder (outputs/report/init), same smoke mode (VISIONLAB_SMOKE=1). Explicit ids keep the numbered
+# ids of the cells around them unchanged.
+md(r"""
+The sweep is the report notebook's `ablation/init` section (`notebooks/report.ipynb`, section 9),
+into the same folder, so whichever notebook runs first, the other re-uses it: the scratch CNN
+(three conv blocks, ReLU, **no batch norm**, Adam) on 4,000 demo images for 10 epochs, two seeds,
+with every conv and linear layer initialised to zeros, ones, $\mathcal N(0, 0.01^2)$, Xavier,
+Kaiming, or left at PyTorch's default.
+
+```bash
+python train.py -m experiment=ablation/init hydra.sweep.dir=outputs/report/init seed=0,1
+```
+""", "theory-init-sweep-intro")
+
+code(SWEEP_HELPERS, "theory-init-sweep-helpers")
+
+code(r"""
+summary = run_sweep("init")
+""", "theory-init-sweep-run")
+
+code(r"""
+paths = show_figures("init")
+""", "theory-init-sweep-figures")
+
+code(r"""
+show_table("init")
+facts("init")
+""", "theory-init-sweep-table")
+
+md(INIT_CURVES_TEXT, "theory-init-sweep-analysis")
 
 # --------------------------------------------------------------------------- 3. exploding / vanishing
 md(r"""
@@ -658,7 +712,8 @@ print(f"notebook executed in {time.perf_counter() - T_START:.1f} s")
 # --------------------------------------------------------------------------- build
 def build() -> nbformat.NotebookNode:
     nb = new_notebook(cells=cells)
-    for i, cell in enumerate(nb.cells):                   # stable ids -> regenerating gives a clean diff
+    numbered = [cell for cell in nb.cells if cell.id not in named_ids]
+    for i, cell in enumerate(numbered):                   # stable ids -> regenerating gives a clean diff
         cell.id = f"theory-{i:02d}"
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -668,7 +723,8 @@ def build() -> nbformat.NotebookNode:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-execute", action="store_true", help="write the notebook without running it")
-    parser.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
+    parser.add_argument("--timeout", type=int, default=3600,
+                        help="per-cell timeout in seconds (the init sweep cell may run the whole sweep)")
     args = parser.parse_args()
 
     nb = build()
@@ -679,9 +735,14 @@ def main() -> None:
         NotebookClient(nb, timeout=args.timeout, kernel_name="python3", record_timing=False,
                        resources={"metadata": {"path": str(HERE)}}).execute()
         print(f"executed in {time.perf_counter() - t0:.1f} s")
+    out = OUT
+    if not args.no_execute and smoke():  # smoke outputs never replace the committed notebook
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="visionlab-theory-")) / OUT.name
     nbformat.validate(nb)
-    nbformat.write(nb, OUT)
-    print(f"wrote {OUT}")
+    nbformat.write(nb, out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
