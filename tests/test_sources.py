@@ -121,9 +121,10 @@ def test_ambiguous_stem_needs_the_extension(tmp_path):
 
 def test_ids_in_subfolders_resolve(tmp_path):
     small_png(tmp_path / "train" / "sub" / "a.png")
-    write_text(tmp_path / "train.csv", "image_id,label\nsub/a,x\nsub/a.png,y\n")
+    small_png(tmp_path / "train" / "sub" / "b.png")
+    write_text(tmp_path / "train.csv", "image_id,label\nsub/a,x\nsub/b.png,y\n")
     items = sources.challenge_train(tmp_path, "train.csv", "train", "image_id", "label")
-    assert items.images == [tmp_path / "train" / "sub" / "a.png"] * 2
+    assert items.images == [tmp_path / "train" / "sub" / "a.png", tmp_path / "train" / "sub" / "b.png"]
 
 
 @pytest.mark.parametrize("bad_id", ["../secret.png", "../secret", "sub/../../secret.png", "..\\secret.png"])
