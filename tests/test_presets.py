@@ -1,0 +1,56 @@
+"""Every experiment preset composes, and every value an ablation sweeps builds a working model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from visionlab.data.transforms import build_transforms
+from visionlab.sweep import register_resolvers
+from visionlab.train import CLASSIFIER_KEYS, as_dict
+from visionlab.models.factory import build_net
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+ABLATIONS = sorted(p.stem for p in (CONF / "experiment" / "ablation").glob("*.yaml"))
+register_resolvers()
+
+
+def compose_train(overrides):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def test_all_nine_ablation_questions_have_a_preset():
+    assert ABLATIONS == sorted(["bn", "depth", "dropout", "activation", "output", "pooling", "optimizer",
+                                "augmentation", "init"])
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_ablation_preset_sweeps_one_knob_and_every_value_builds(name):
+    cfg = compose_train([f"experiment=ablation/{name}"])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert len(params) == 1, "one knob per question, everything else held fixed"
+    (key, values), = params.items()
+    (override,) = OverridesParser.create().parse_overrides([f"{key}={values}"])
+    choices = list(override.sweep_string_iterator())
+    assert len(choices) >= 2
+    assert cfg.data.subset and cfg.trainer.max_epochs, "presets state their subset and epochs"
+    for value in choices:
+        job = compose_train([f"experiment=ablation/{name}", f"{key}={value}"])
+        model_cfg = {k: v for k, v in as_dict(job.model).items() if k not in CLASSIFIER_KEYS}
+        net = build_net(model_cfg, num_classes=10, image_size=job.data.image_size)
+        x = torch.zeros(2, 3, job.data.image_size, job.data.image_size)
+        assert net(x).shape == (2, 10)
+        build_transforms(as_dict(job.augmentation).get("transforms"))
+        job.optimizer  # composes
+
+
+def test_leaderboard_preset_composes_with_pretrained_lite0():
+    cfg = compose_train(["experiment=leaderboard"])
+    assert cfg.model.name == "efficientnet_lite0" and cfg.model.weights.startswith("package:")
+    assert cfg.data.image_size == 96 and cfg.trainer.max_epochs == 12
