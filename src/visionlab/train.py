@@ -188,7 +188,7 @@ def run(cfg: DictConfig) -> float:
         result["wall_time_s"] = round(time.time() - start, 1) + _previous_wall_time(out_dir, cfg)
         if model is not None:
             _summarise_history(model, result)
-            result["skipped_images"] = len(getattr(trainer and trainer.datamodule, "skipped", []) or [])
+            result["skipped_images"] = len(dm.skipped)  # dm exists whenever the model does
         write_result(out_dir, result)
         if cfg.get("resume") and (out_dir.parent / "multirun.yaml").is_file():
             write_summary(out_dir.parent)  # the resumed job's sweep summary is current again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from visionlab.errors import ConfigError
 
+import functools
 from collections.abc import Mapping
 
 from torch import nn
@@ -32,6 +33,12 @@ def default_preprocessing(model_cfg: Mapping) -> dict | None:
     scratch CNN, whose mean and std come from the training data."""
     if model_cfg.get("arch", "cnn") != "timm":
         return None
+    return dict(_timm_preprocessing(model_cfg["name"]))
+
+
+@functools.lru_cache(maxsize=8)
+def _timm_preprocessing(name: str) -> dict:
+    """Building the model to read its pretrained config is not free: once per name per process."""
     import timm
 
-    return preprocessing(timm.create_model(model_cfg["name"], pretrained=False, num_classes=0))
+    return preprocessing(timm.create_model(name, pretrained=False, num_classes=0))
