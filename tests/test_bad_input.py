@@ -356,9 +356,8 @@ def _missing(d: Path) -> Path:
 
 
 def _folder(d: Path) -> Path:
-    (d / "run" / "checkpoints").mkdir(parents=True)
-    (d / "run" / "checkpoints" / "best.ckpt").write_bytes(b"x")
-    return d
+    (d / "run" / "checkpoints").mkdir(parents=True)  # a run folder whose checkpoint is gone
+    return d / "run"
 
 
 def _random_bytes(d: Path) -> Path:
@@ -383,7 +382,7 @@ def _empty_file(d: Path) -> Path:
 
 @pytest.mark.parametrize("make,match", [
     (_missing, "does not exist"),
-    (_folder, r"is a folder, not a checkpoint file. Did you mean ckpt=.*run/checkpoints/best.ckpt"),
+    (_folder, r"is a folder with no checkpoints/best.ckpt in it or in its jobs' folders"),
     (_random_bytes, "is not a loadable checkpoint"),
     (_state_dict, "is not a visionlab training checkpoint.*python train.py"),
     (_lightning_without_visionlab, "is not a visionlab training checkpoint"),

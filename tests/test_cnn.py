@@ -49,6 +49,17 @@ def test_grid_knobs_change_the_network():
     assert n(build_cnn(4, channels=[8, 16], pool="max", head="flatten", image_size=32)) > n(a)
 
 
+def test_block_convs_stack_convs_at_the_same_resolution():
+    one, two = build_cnn(4, channels=[8, 16], block_convs=1), build_cnn(4, channels=[8, 16], block_convs=2)
+    convs = lambda m: [c for c in m.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
+    assert len(convs(one)) == 2 and len(convs(two)) == 4
+    assert [c.in_channels for c in convs(two)] == [3, 8, 8, 16]
+    assert two(torch.randn(2, 3, 28, 28)).shape == (2, 4)
+    strided = build_cnn(4, channels=[8, 16], block_convs=2, pool="stride")
+    assert [c.stride for c in convs(strided)] == [(1, 1), (2, 2), (1, 1), (2, 2)]  # the last conv of a block downsamples
+    assert strided.features(torch.randn(1, 3, 28, 28)).shape[-1] == 7
+
+
 def test_in_channels():
     model = build_cnn(3, in_channels=1, channels=[8], image_size=28)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 3)
@@ -125,6 +136,7 @@ def test_default_init_is_pytorch_init():
     (dict(dropout=1.0), "model.dropout"),
     (dict(dropout=-0.1), "model.dropout"),
     (dict(init="he"), "model.init"),
+    (dict(block_convs=0), "model.block_convs"),
 ])
 def test_bad_knob_values(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -125,6 +125,14 @@ def test_printed_predict_command_works(demo_sweep, tmp_path):
     assert (tmp_path / "sub.csv").is_file()
 
 
+def test_predict_on_the_sweep_folder_ensembles_every_job(demo_sweep, tmp_path):
+    cwd, _, sweep = demo_sweep
+    proc = run_cli([f'ckpt="{sweep}"', f"output={tmp_path / 'ensemble.csv'}", "tta=true"], cwd, script="predict.py")
+    assert f"Submission (484 rows, 4 model(s), TTA): {tmp_path / 'ensemble.csv'}" in proc.stdout
+    assert [r["image_id"] for r in read_rows(tmp_path / "ensemble.csv")] == \
+        [r["image_id"] for r in read_rows(DEMO / "sample_submission.csv")]
+
+
 def test_predict_writes_the_submission(demo_prediction):
     _, _, output, proc = demo_prediction
     sample = read_rows(DEMO / "sample_submission.csv")
@@ -224,3 +232,17 @@ def test_custom_challenge_predicts_and_scores(custom_runs, tmp_path):
     assert accuracy == pytest.approx(correct / len(sub), abs=1e-4)
     itself = run_cli([ch.solution, ch.solution], tmp_path, module="visionlab.score")
     assert last_line(itself.stdout) == "accuracy 1.0000"
+
+
+def test_without_a_validation_split_best_ckpt_is_the_last_epoch(tmp_path):
+    """data.val_fraction=0 (every image trains, as experiment=leaderboard does): no early stopping,
+    best.ckpt and last.ckpt both hold the final epoch."""
+    import torch
+
+    ch = build_challenge(tmp_path / "challenge", n_per_class=6)
+    run_cli([f"data.root={ch.root}", *CUSTOM_ARGS, "data.val_fraction=0", "trainer.max_epochs=3"], tmp_path)
+    (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "completed" and result["epochs"] == 3
+    for name in ("best.ckpt", "last.ckpt"):
+        assert torch.load(run / "checkpoints" / name, map_location="cpu", weights_only=True)["epoch"] == 2

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from visionlab.data.datamodule import ImageDataset
 from visionlab.models import ImageClassifier
 from visionlab.models.backbones import WeightsError, build_timm, load_weights
-from visionlab.predict import predict_probabilities
+from visionlab.predict import expand_checkpoints, predict_probabilities
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 TINY = "mobilenetv3_small_050"  # a real timm architecture with BatchNorm, small enough for tests
@@ -177,6 +177,20 @@ def test_tta_probabilities_keep_shape_and_order():
     reversed_ds = ImageDataset(list(images[::-1]), None, 32, "bilinear")
     np.testing.assert_allclose(predict_probabilities(model, reversed_ds, 3, torch.device("cpu"), tta=True), tta[::-1],
                                atol=1e-5)
+
+
+def test_run_and_sweep_folders_expand_to_their_best_checkpoints(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job in ("model=a", "model=b"):
+        (sweep / job / "checkpoints").mkdir(parents=True)
+        for name in ("best.ckpt", "last.ckpt"):
+            (sweep / job / "checkpoints" / name).write_bytes(b"x")
+    (sweep / ".hydra").mkdir()  # and a job that failed before writing a checkpoint
+    (sweep / "model=c").mkdir()
+    single = tmp_path / "x.ckpt"
+    assert expand_checkpoints([sweep]) == [sweep / "model=a/checkpoints/best.ckpt", sweep / "model=b/checkpoints/best.ckpt"]
+    assert expand_checkpoints([str(sweep / "model=b"), single]) == [sweep / "model=b/checkpoints/best.ckpt", single]
+    assert expand_checkpoints([tmp_path / "sweep" / "model=c"]) == [sweep / "model=c"]  # load_checkpoint names it
 
 
 @pytest.mark.slow

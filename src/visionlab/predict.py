@@ -35,9 +35,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"ckpt={str(path)!r} does not exist. Give the path that training printed "
                               "(…/checkpoints/best.ckpt).")
     if path.is_dir():
-        found = sorted(path.glob("**/checkpoints/best.ckpt"))
-        raise CheckpointError(f"ckpt={str(path)!r} is a folder, not a checkpoint file."
-                              + (f" Did you mean ckpt={found[0]}?" if found else ""))
+        raise CheckpointError(f"ckpt={str(path)!r} is a folder with no checkpoints/best.ckpt in it or in its "
+                              "jobs' folders. Give a run folder, a sweep folder or a .ckpt file.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -46,6 +45,22 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"ckpt={str(path)!r} is not a visionlab training checkpoint (no model state and "
                               "config in it). Use a .ckpt written by python train.py.")
     return ckpt
+
+
+def expand_checkpoints(paths: list) -> list[Path]:
+    """Each entry: a .ckpt file; a run folder (its checkpoints/best.ckpt); or a sweep folder (the
+    best.ckpt of every job in it, an ensemble of the sweep)."""
+    out = []
+    for entry in paths:
+        path = Path(str(entry)).expanduser()
+        if not path.is_dir():
+            out.append(path)
+        elif (path / "checkpoints" / "best.ckpt").is_file():
+            out.append(path / "checkpoints" / "best.ckpt")
+        else:
+            jobs = sorted(path.glob("*/checkpoints/best.ckpt"))
+            out.extend(jobs or [path])  # a folder without any: load_checkpoint says so
+    return out
 
 
 def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
@@ -118,6 +133,7 @@ def run(cfg: DictConfig) -> Path:
     paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
     if not paths:
         raise CheckpointError("ckpt=[] names no checkpoint.")
+    paths = expand_checkpoints(paths)
     ckpts = [load_checkpoint(p) for p in paths]
     infos = [c["visionlab"] for c in ckpts]
     classes = infos[0]["classes"]

@@ -23,13 +23,17 @@ POOLS = ("max", "avg", "stride", "none")
 HEADS = ("flatten", "gap", "conv")
 
 
-def conv_block(c_in: int, c_out: int, bn: bool, activation: str, pool: str, kernel_size: int) -> nn.Sequential:
-    """conv -> [BN] -> activation -> [pool]. pool='stride' downsamples with the conv's own stride 2."""
-    stride = 2 if pool == "stride" else 1
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, bias=not bn)]
-    if bn:
-        layers.append(nn.BatchNorm2d(c_out))
-    layers.append(ACTIVATIONS[activation]())
+def conv_block(c_in: int, c_out: int, bn: bool, activation: str, pool: str, kernel_size: int,
+               convs: int = 1) -> nn.Sequential:
+    """`convs` x (conv -> [BN] -> activation), then [pool]. pool='stride' downsamples with the last
+    conv's own stride 2."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        stride = 2 if pool == "stride" and i == convs - 1 else 1
+        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, kernel_size, stride, kernel_size // 2, bias=not bn))
+        if bn:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(ACTIVATIONS[activation]())
     if pool == "max":
         layers.append(nn.MaxPool2d(2))
     elif pool == "avg":
@@ -48,8 +52,9 @@ class CNN(nn.Module):
 
 def build_cnn(num_classes: int, in_channels: int = 3, image_size: int = 28, channels: Sequence[int] = (32, 64, 128),
               bn: bool = True, dropout: float = 0.3, activation: str = "relu", pool: str = "max", head: str = "gap",
-              init: str = "default", kernel_size: int = 3, **unused) -> CNN:
-    """One conv block per entry of `channels` (a longer list adds layers), then a head:
+              init: str = "default", kernel_size: int = 3, block_convs: int = 1, **unused) -> CNN:
+    """One conv block per entry of `channels` (a longer list adds blocks), each `block_convs` convs
+    deep (VGG style: more layers at the same resolution), then a head:
 
     - `flatten`: flatten the last feature map -> dropout -> linear (parameters grow with image size)
     - `gap`: global average pool -> dropout -> linear
@@ -63,10 +68,12 @@ def build_cnn(num_classes: int, in_channels: int = 3, image_size: int = 28, chan
         raise ConfigError(f"model.head={head!r} is not one of {HEADS}.")
     if not channels:
         raise ConfigError("model.channels must list at least one conv block, e.g. [32,64,128].")
+    if int(block_convs) < 1:
+        raise ConfigError(f"model.block_convs={block_convs} must be at least 1 (convs per block).")
     if not 0 <= dropout < 1:
         raise ConfigError(f"model.dropout={dropout} must be in [0, 1).")
     widths = [in_channels, *[int(c) for c in channels]]
-    blocks = [conv_block(a, b, bn, activation, pool, kernel_size) for a, b in zip(widths, widths[1:])]
+    blocks = [conv_block(a, b, bn, activation, pool, kernel_size, int(block_convs)) for a, b in zip(widths, widths[1:])]
     features = nn.Sequential(*blocks)
     features.eval()  # a dry run for the output size: eval mode leaves BatchNorm statistics alone
     try:
