@@ -126,8 +126,11 @@ def test_printed_predict_command_works(demo_sweep, tmp_path):
 
 
 def test_predict_on_the_sweep_folder_ensembles_every_job(demo_sweep, tmp_path):
-    cwd, _, sweep = demo_sweep
-    proc = run_cli([f'ckpt="{sweep}"', f"output={tmp_path / 'ensemble.csv'}", "tta=true"], cwd, script="predict.py")
+    cwd, sweep_proc, sweep = demo_sweep
+    hint = re.search(r"An ensemble of every job's best.ckpt: (python predict.py .+)", sweep_proc.stdout).group(1)
+    args = shlex.split(hint)[2:]
+    assert args[0].startswith("ckpt=") and (cwd / args[0][5:].strip('"')).resolve() == sweep.resolve() and args[1] == "tta=true"
+    proc = run_cli([*args, f"output={tmp_path / 'ensemble.csv'}"], cwd, script="predict.py")
     assert f"Submission (484 rows, 4 model(s), TTA): {tmp_path / 'ensemble.csv'}" in proc.stdout
     assert [r["image_id"] for r in read_rows(tmp_path / "ensemble.csv")] == \
         [r["image_id"] for r in read_rows(DEMO / "sample_submission.csv")]
@@ -246,3 +249,15 @@ def test_without_a_validation_split_best_ckpt_is_the_last_epoch(tmp_path):
     assert result["status"] == "completed" and result["epochs"] == 3
     for name in ("best.ckpt", "last.ckpt"):
         assert torch.load(run / "checkpoints" / name, map_location="cpu", weights_only=True)["epoch"] == 2
+
+
+def test_leaderboard_recipe_trains_and_its_printed_command_predicts(tmp_path):
+    """The documented two commands, shortened to a 300-image subset and one epoch."""
+    proc = run_cli(["experiment=leaderboard", "data.subset=300", "trainer.max_epochs=1"], tmp_path)
+    assert "bfloat16" in proc.stdout + proc.stderr  # the recipe's bf16 autocast is on
+    assert "300 training / 0 validation images" in proc.stdout + proc.stderr
+    hint = re.search(r"submission: (python predict.py .+)", proc.stdout).group(1)
+    out = tmp_path / "sub.csv"
+    pred = run_cli([*shlex.split(hint)[2:], "tta=true", f"output={out}"], tmp_path, script="predict.py")
+    assert "1 model(s), TTA" in pred.stdout and "Test accuracy:" in pred.stdout
+    assert [r["image_id"] for r in read_rows(out)] == [r["image_id"] for r in read_rows(DEMO / "sample_submission.csv")]

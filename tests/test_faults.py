@@ -35,9 +35,9 @@ def runs_in(cwd: Path) -> list[Path]:
     return sorted(base.iterdir()) if base.is_dir() else []
 
 
-def interrupt_training(cwd: Path, sig: int) -> dict:
+def interrupt_training(cwd: Path, sig: int, extra: list[str] = ()) -> dict:
     """Start a real training run, wait until epoch 2 is logged and checkpointed, send `sig`."""
-    cmd = [sys.executable, str(REPO / "train.py")] + RUN
+    cmd = [sys.executable, str(REPO / "train.py")] + RUN + list(extra)
     stderr = open(cwd / "stderr.txt", "w")
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=user_env())
     seen = []
@@ -102,6 +102,19 @@ def test_interrupted_run_resumes_in_its_own_folder(interrupted):
     assert [h["epoch"] for h in result["history"]] == list(range(EPOCHS))
     assert sorted(val_err_steps(run_dir)) == list(range(EPOCHS))  # every epoch, once
     assert config.read_bytes() == config_before
+
+
+@pytest.mark.slow
+def test_csv_logger_keeps_the_epochs_before_a_kill_when_resumed(tmp_path):
+    """Lightning's CSVLogger deletes metrics.csv when a run is resumed into its folder; ours appends."""
+    info = interrupt_training(tmp_path, signal.SIGKILL, extra=["logger=csv"])
+    run_dir = info["run_dir"]
+    val_epochs = lambda: sorted(pd.read_csv(run_dir / "metrics.csv").dropna(subset=["val/err"])["step"])  # noqa: E731
+    before = val_epochs()
+    assert before[:2] == [0, 1], before  # flushed every epoch: the kill lost nothing
+    proc = run_user([f"resume={run_dir}"], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    assert val_epochs() == list(range(EPOCHS))  # every epoch, once
 
 
 @pytest.mark.slow

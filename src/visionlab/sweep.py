@@ -167,3 +167,4 @@ class SweepSummary(Callback):
         df = write_summary(sweep_dir)
         print(f"\nSweep summary ({len(df)} runs) -> {sweep_dir / 'summary.csv'}\n{format_table(df)}", flush=True)
         print(f"Plots and a results table: python -m visionlab.report {sweep_dir}", flush=True)
+        print(f"An ensemble of every job's best.ckpt: python predict.py 'ckpt=\"{sweep_dir}\"' tta=true", flush=True)
