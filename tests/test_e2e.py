@@ -261,3 +261,14 @@ def test_leaderboard_recipe_trains_and_its_printed_command_predicts(tmp_path):
     pred = run_cli([*shlex.split(hint)[2:], "tta=true", f"output={out}"], tmp_path, script="predict.py")
     assert "1 model(s), TTA" in pred.stdout and "Test accuracy:" in pred.stdout
     assert [r["image_id"] for r in read_rows(out)] == [r["image_id"] for r in read_rows(DEMO / "sample_submission.csv")]
+
+
+def test_leaderboard_recipe_on_a_custom_challenge(custom_runs, tmp_path):
+    """The recipe is not tied to the demo: colour JPEGs of mixed sizes, other column names."""
+    ch, _, _ = custom_runs
+    args = [a for a in CUSTOM_ARGS if not a.startswith(("model.", "data.val_fraction"))]
+    proc = run_cli(["experiment=leaderboard", f"data.root={ch.root}", *args], tmp_path)
+    hint = re.search(r"submission: (python predict.py .+)", proc.stdout).group(1)
+    pred = run_cli([*shlex.split(hint)[2:], f"output={tmp_path / 'sub.csv'}"], tmp_path, script="predict.py")
+    assert "Test accuracy:" in pred.stdout
+    assert [r["filename"] for r in read_rows(tmp_path / "sub.csv")] == ch.test_ids
