@@ -181,11 +181,13 @@ def test_tta_probabilities_keep_shape_and_order():
 
 def test_run_and_sweep_folders_expand_to_their_best_checkpoints(tmp_path):
     sweep = tmp_path / "sweep"
-    for job in ("model=a", "model=b"):
+    for job, status in (("model=a", "completed"), ("model=b", None), ("model=d", "diverged")):
         (sweep / job / "checkpoints").mkdir(parents=True)
         for name in ("best.ckpt", "last.ckpt"):
             (sweep / job / "checkpoints" / name).write_bytes(b"x")
-    (sweep / ".hydra").mkdir()  # and a job that failed before writing a checkpoint
+        if status:
+            (sweep / job / "result.json").write_text(f'{{"status": "{status}"}}')
+    (sweep / ".hydra").mkdir()  # and a job that failed before writing a checkpoint; model=d diverged: left out
     (sweep / "model=c").mkdir()
     single = tmp_path / "x.ckpt"
     assert expand_checkpoints([sweep]) == [sweep / "model=a/checkpoints/best.ckpt", sweep / "model=b/checkpoints/best.ckpt"]

@@ -4,6 +4,7 @@ augmentation) and write the submission atomically, in the sample submission's fo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -58,9 +59,20 @@ def expand_checkpoints(paths: list) -> list[Path]:
         elif (path / "checkpoints" / "best.ckpt").is_file():
             out.append(path / "checkpoints" / "best.ckpt")
         else:
-            jobs = sorted(path.glob("*/checkpoints/best.ckpt"))
+            jobs = [job for job in sorted(path.glob("*/checkpoints/best.ckpt")) if _completed(job.parents[1])]
             out.extend(jobs or [path])  # a folder without any: load_checkpoint says so
     return out
+
+
+def _completed(job_dir: Path) -> bool:
+    """A sweep job that diverged, failed or was interrupted stays out of the sweep's ensemble."""
+    try:
+        status = json.loads((job_dir / "result.json").read_text()).get("status", "completed")
+    except (OSError, ValueError):
+        return True  # no readable record: trust the checkpoint
+    if status != "completed":
+        log.warning("Leaving %s out of the ensemble: its run is %s.", job_dir, status)
+    return status == "completed"
 
 
 def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
