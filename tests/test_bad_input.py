@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import build_challenge, write_image
 from vl_helpers import (assert_user_error, challenge_overrides, compose_cfg, describe, predict_inproc, run_user,
-                        train_inproc)
+                        train_inproc, train_small_challenge)
 from visionlab.data import ChallengeDataModule, DataError
 from visionlab.errors import InputError
 from visionlab.predict import CheckpointError, load_checkpoint
@@ -345,10 +345,7 @@ def test_bad_test_image_is_refused_before_training(make_challenge, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    base = tmp_path_factory.mktemp("bad_input_trained")
-    ch = build_challenge(base / "challenge", n_per_class=4)
-    train_inproc(base / "run", challenge_overrides(ch) + ["trainer.max_epochs=1"])
-    return ch, base / "run" / "checkpoints" / "best.ckpt"
+    return train_small_challenge(tmp_path_factory.mktemp("bad_input_trained"))
 
 
 def _missing(d: Path) -> Path:

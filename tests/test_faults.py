@@ -19,7 +19,7 @@ import torch
 
 from conftest import REPO
 from vl_helpers import (assert_user_error, challenge_overrides, describe, predict_inproc, run_user, train_inproc,
-                        user_env)
+                        train_small_challenge, user_env)
 from visionlab.errors import InputError
 from visionlab.predict import CheckpointError, load_checkpoint, write_atomically
 
@@ -227,12 +227,7 @@ def test_sweep_records_failed_and_diverged_jobs_and_goes_on(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from conftest import build_challenge
-
-    base = tmp_path_factory.mktemp("faults_trained")
-    ch = build_challenge(base / "challenge", n_per_class=4)
-    train_inproc(base / "run", challenge_overrides(ch) + ["trainer.max_epochs=1"])
-    return ch, base / "run" / "checkpoints" / "best.ckpt"
+    return train_small_challenge(tmp_path_factory.mktemp("faults_trained"))
 
 
 def test_predict_never_overwrites_a_submission_unless_asked(trained, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, cli_env
+from conftest import REPO, build_challenge, cli_env
 from visionlab.sweep import register_resolvers
 
 register_resolvers()
@@ -72,3 +72,11 @@ def predict_inproc(ckpt, output: Path, overrides: list[str] = ()) -> Path:
     cfg = compose_cfg("predict", [f"ckpt={ckpt}", f"output={output}", f"paths.output_dir={Path(output).parent}",
                                   "data_group=null", "device=cpu"] + list(overrides))
     return run(cfg)
+
+
+def train_small_challenge(base: Path):
+    """A 3-class challenge of 4 images a class under base/challenge, trained one epoch in base/run.
+    Returns (challenge, its best.ckpt)."""
+    ch = build_challenge(base / "challenge", n_per_class=4)
+    train_inproc(base / "run", challenge_overrides(ch) + ["trainer.max_epochs=1"])
+    return ch, base / "run" / "checkpoints" / "best.ckpt"

@@ -4,7 +4,6 @@ augmentation) and write the submission atomically, in the sample submission's fo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,6 +20,7 @@ from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net
+from visionlab.sweep import read_result
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,11 @@ def expand_checkpoints(paths: list) -> list[Path]:
 
 def _completed(job_dir: Path) -> bool:
     """A sweep job that diverged, failed or was interrupted stays out of the sweep's ensemble."""
-    try:
-        status = json.loads((job_dir / "result.json").read_text()).get("status", "completed")
-    except (OSError, ValueError):
-        return True  # no readable record: trust the checkpoint
-    if status != "completed":
-        log.warning("Leaving %s out of the ensemble: its run is %s.", job_dir, status)
-    return status == "completed"
+    status = read_result(job_dir).get("status", "completed")
+    if status in ("completed", "unreadable"):  # no readable record: trust the checkpoint
+        return True
+    log.warning("Leaving %s out of the ensemble: its run is %s.", job_dir, status)
+    return False
 
 
 def data_config(stored: dict, override: dict | None, replace: bool) -> dict:

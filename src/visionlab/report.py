@@ -15,7 +15,6 @@ Epochs are numbered from 1 everywhere in the report (TensorBoard's step 0 is epo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -24,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from visionlab.errors import InputError
+from visionlab.sweep import RESULT_FILE, read_result
 
 
-RESULT_FILE = "result.json"
 EVENTS_GLOB = "events.out.tfevents.*"
 SEED_KEY = "seed"
 TRAIN_TAG, VAL_TAG, TEST_TAG = "train/err", "val/err", "test/err"
@@ -166,16 +165,6 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def _read_result(run_dir: Path) -> dict:
-    path = run_dir / RESULT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return {"status": "unreadable", "error": f"{RESULT_FILE}: {e}"}
-
-
 def _history_series(result: dict, tag: str) -> list[tuple[int, float]]:
     out = []
     for i, h in enumerate(result.get("history") or []):
@@ -212,7 +201,7 @@ def _finite(series):
 def load_run(run_dir: Path) -> dict:
     """One run: its scalars (events, else result.json's history), status and per-run metrics.
     Series are [(epoch, value)] with epochs numbered from 1."""
-    result = _read_result(run_dir)
+    result = read_result(run_dir)
     scalars = read_scalars(run_dir)
     series = {}
     for tag in (TRAIN_TAG, VAL_TAG):

@@ -121,13 +121,19 @@ def write_result(run_dir: Path, result: dict) -> None:
     tmp.replace(run_dir / RESULT_FILE)
 
 
+def read_result(run_dir: Path) -> dict:
+    """A run's result.json; {} when it has none, status 'unreadable' when it cannot be read."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return {"run": path.parent.name, "status": "unreadable", "error": f"{RESULT_FILE}: {e}"}
+
+
 def collect_results(sweep_dir: Path) -> pd.DataFrame:
-    rows = []
-    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}")):
-        try:
-            rows.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            rows.append({"run": path.parent.name, "status": "unreadable", "error": str(e)})
+    rows = [read_result(path.parent) for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"))]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)

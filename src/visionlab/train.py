@@ -8,7 +8,6 @@ import logging
 import math
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -68,12 +67,11 @@ def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
             log.info("No validation split (data.val_fraction=0): early stopping is off.")
             continue
         if not has_val and isinstance(cb, ModelCheckpoint) and cb.monitor:
-            cb.monitor, cb.mode = "epoch", "max"  # best.ckpt = the latest epoch (a state key of its own)
+            cb = instantiate(node, monitor="epoch", mode="max")  # best.ckpt = the latest epoch
         callbacks.append(cb)
-    if not has_val:  # val_dataloader() is an empty list on purpose
-        warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values() if node is not None]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    no_val = {} if has_val else {"limit_val_batches": 0}  # no validation loop over an empty split
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **no_val)
 
 
 def flat_hparams(cfg: DictConfig) -> dict:
