@@ -88,10 +88,17 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("vl.uid", lambda: secrets.token_hex(3), use_cache=True)
     OmegaConf.register_new_resolver("vl.run_name", run_name)
     OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
+    OmegaConf.register_new_resolver("vl.ddp_devices", _ddp_devices)
     OmegaConf.register_new_resolver("vl.resume_or", lambda resume, default: str(check_run_dir(resume)) if resume else default)
     OmegaConf.register_new_resolver(
         "vl.hydra_subdir", lambda resume: f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}" if resume else ".hydra",
         use_cache=True)
+
+
+def _ddp_devices() -> int:
+    from visionlab.distributed import default_devices  # imports torch: only when trainer=ddp asks
+
+    return default_devices()
 
 
 def check_resume_argument(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@ test labels are known; record the run's result for the sweep summary. Returns th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from visionlab.data import ChallengeDataModule
 from visionlab.data.transforms import build_transforms
+from visionlab.distributed import child_processes_run, is_main_process
 from visionlab.errors import InputError
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
@@ -52,6 +54,7 @@ def build_classifier(cfg: DictConfig, classes: list[str], image_size: int, mean,
                      info: dict | None = None) -> ImageClassifier:
     model_cfg = as_dict(cfg.model)
     training = {k: model_cfg.pop(k) for k in CLASSIFIER_KEYS if k in model_cfg}
+    model_cfg.pop("sync_bn", None)  # a trainer setting (build_trainer)
     net = build_net(model_cfg, len(classes), image_size, load_weights)
     return ImageClassifier(net, len(classes), optimizer=instantiate(cfg.optimizer),
                            scheduler=as_dict(cfg.get("scheduler")), mean=mean, std=std, info=info, **training)
@@ -70,8 +73,19 @@ def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
             cb = instantiate(node, monitor="epoch", mode="max")  # best.ckpt = the latest epoch
         callbacks.append(cb)
     loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values() if node is not None]
-    no_val = {} if has_val else {"limit_val_batches": 0}  # no validation loop over an empty split
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **no_val)
+    extra = {} if has_val else {"limit_val_batches": 0}  # no validation loop over an empty split
+    if cfg.model.get("sync_bn"):
+        extra["sync_batchnorm"] = _sync_bn_possible(cfg)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+
+
+def _sync_bn_possible(cfg: DictConfig) -> bool:
+    """torch's SyncBatchNorm runs on GPUs only: on CPU processes each keeps its own statistics."""
+    if str(cfg.trainer.get("accelerator")) == "cpu" or not torch.cuda.is_available():
+        log.warning("model.sync_bn=true needs GPUs (torch's SyncBatchNorm has no CPU kernel): each process "
+                    "keeps its own BatchNorm statistics.")
+        return False
+    return True
 
 
 def flat_hparams(cfg: DictConfig) -> dict:
@@ -142,7 +156,9 @@ def run(cfg: DictConfig) -> float:
               "status": "running", "run_dir": str(out_dir)}
     start = time.time()
     model = trainer = None
-    write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
+    main = is_main_process()  # under DDP every process runs this function; rank 0 keeps the record
+    if main:
+        write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
@@ -158,16 +174,9 @@ def run(cfg: DictConfig) -> float:
         if getattr(model.net, "visionlab_weights", None):
             result["weights"] = model.net.visionlab_weights
         trainer = build_trainer(cfg, has_val=dm.val_set is not None)
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        result["status"] = "diverged" if model.diverged else ("interrupted" if trainer.interrupted else "completed")
-        ckpt = trainer.checkpoint_callback
-        best = ckpt.best_model_path if ckpt is not None else ""
-        result["checkpoint"] = best or (ckpt.last_model_path if ckpt is not None else "")
-        if result["status"] == "completed":
-            if dm.has_test_labels:
-                tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
-                result["test_err"] = tested[0].get("test/err") if tested else None
-        if result["checkpoint"]:
+        with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
+            fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
+        if result["checkpoint"] and main:
             # quoted: sweep folders are named like model.bn=true,optimizer=sgd, which Hydra would parse
             print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py 'ckpt=\"{result['checkpoint']}\"'",
                   flush=True)
@@ -190,13 +199,27 @@ def run(cfg: DictConfig) -> float:
         if model is not None:
             _summarise_history(model, result)
             result["skipped_images"] = len(dm.skipped)  # dm exists whenever the model does
-        write_result(out_dir, result)
-        if cfg.get("resume") and (out_dir.parent / "multirun.yaml").is_file():
-            write_summary(out_dir.parent)  # the resumed job's sweep summary is current again
+        if main:
+            write_result(out_dir, result)
+            if cfg.get("resume") and (out_dir.parent / "multirun.yaml").is_file():
+                write_summary(out_dir.parent)  # the resumed job's sweep summary is current again
         if trainer is not None:
             _log_hparams(trainer, cfg, result)
     best = result.get("best_val_err")
     return float("nan") if best is None else float(best)
+
+
+def fit_and_test(trainer: pl.Trainer, model: ImageClassifier, dm: ChallengeDataModule, ckpt_path: str | None,
+                 result: dict) -> None:
+    """Train, then test the best checkpoint where the test labels are known; the outcome goes into result."""
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    result["status"] = "diverged" if model.diverged else ("interrupted" if trainer.interrupted else "completed")
+    ckpt = trainer.checkpoint_callback
+    best = ckpt.best_model_path if ckpt is not None else ""
+    result["checkpoint"] = best or (ckpt.last_model_path if ckpt is not None else "")
+    if result["status"] == "completed" and dm.has_test_labels:
+        tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
+        result["test_err"] = tested[0].get("test/err") if tested else None
 
 
 def _previous_wall_time(out_dir: Path, cfg: DictConfig) -> float:

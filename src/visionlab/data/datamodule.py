@@ -265,18 +265,28 @@ class ChallengeDataModule(pl.LightningDataModule):
         return pixels.mean(0).tolist(), np.maximum(pixels.std(0), 1e-3).tolist()
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+    def _loader(self, dataset, shuffle: bool, sampler=None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
 
+    def _eval_loader(self, dataset) -> DataLoader:
+        """Evaluation sees every image exactly once, also under DDP: Lightning's own distributed sampler
+        pads the ranks to equal length with repeated images, which would skew the epoch's loss and error."""
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        return self._loader(dataset, shuffle=False, sampler=sampler)
+
     def val_dataloader(self):
-        return [] if self.val_set is None else self._loader(self.val_set, shuffle=False)
+        return [] if self.val_set is None else self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._eval_loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)

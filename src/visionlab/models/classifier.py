@@ -3,8 +3,6 @@ output activation calls for, logging per-epoch loss and error (1 - accuracy) for
 
 from __future__ import annotations
 
-from visionlab.errors import ConfigError
-
 import logging
 from collections.abc import Callable, Sequence
 
@@ -12,8 +10,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from visionlab.errors import ConfigError
 from visionlab.models.backbones import head_name
 from visionlab.models.schedules import build_scheduler
 
@@ -63,10 +63,17 @@ class ImageClassifier(pl.LightningModule):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.info = dict(info or {})
-        self.accuracy = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in ("train", "val", "test")})
-        self._loss_sums = {s: [0.0, 0] for s in ("train", "val", "test")}
+        # Epoch metrics as torchmetrics states: under DDP, compute() reduces them over every rank's
+        # samples, so an epoch's loss and error are those of the whole split, whatever the process count.
+        splits = ("train", "val", "test")
+        self.accuracy = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in splits})
+        # nan_strategy="disable": a NaN loss must reach the epoch mean, which is how divergence is detected
+        self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric(nan_strategy="disable") for s in splits})
         self.diverged = False
-        self.history: list[dict] = []  # one dict per finished epoch: the logged scalars
+        # The run's one record: per finished epoch, the epoch metrics exactly as logged. result.json,
+        # the checkpoint, the progress lines and the sweep summary all read this list.
+        self.history: list[dict] = []
+        self._val_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ model
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,9 +112,9 @@ class ImageClassifier(pl.LightningModule):
         logits = self.net(x)
         loss = self.loss(logits, target)
         self.accuracy[f"{split}_acc"].update(logits.detach(), y)
-        sums = self._loss_sums[split]
-        sums[0] += loss.detach().float() * len(y)
-        sums[1] += len(y)
+        # The batch mean once per image, so the epoch mean is over images. (Not weight=len(y): torchmetrics
+        # 1.9 ignores the weight with nan_strategy="disable".)
+        self.mean_loss[f"{split}_loss"].update(loss.detach().float().expand(len(y)))
         return loss
 
     def mixing(self) -> bool:
@@ -117,6 +124,7 @@ class ImageClassifier(pl.LightningModule):
         if self.mixing() and len(batch[0]) % 2:  # timm's Mixup pairs images: drop an odd one out
             batch = (batch[0][:-1], batch[1][:-1])
         loss = self._step(batch, "train")
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)  # the live bar's running loss
         if not torch.isfinite(loss):
             self.diverged = True
             self.trainer.should_stop = True
@@ -134,29 +142,33 @@ class ImageClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------ epoch metrics
     def _epoch_end(self, split: str) -> dict[str, float]:
-        total, n = self._loss_sums[split]
-        self._loss_sums[split] = [0.0, 0]
-        acc = self.accuracy[f"{split}_acc"]
-        if n == 0:
-            acc.reset()
-            return {}
-        metrics = {f"{split}/loss": float(total) / n, f"{split}/err": 1.0 - float(acc.compute())}
+        """The split's epoch loss and error over all ranks' samples; logged, then returned."""
+        acc, mean_loss = self.accuracy[f"{split}_acc"], self.mean_loss[f"{split}_loss"]
+        seen = acc.update_count > 0 or mean_loss.update_count > 0
+        if self.trainer.world_size > 1:  # a rank with no batch of its own still joins the reduction
+            seen = bool(self.trainer.strategy.reduce(torch.tensor(float(seen)), reduce_op="max"))
+        metrics = {}
+        if seen:
+            metrics = {f"{split}/loss": float(mean_loss.compute()), f"{split}/err": 1.0 - float(acc.compute())}
         acc.reset()
-        if self.trainer.sanity_checking:
+        mean_loss.reset()
+        if not metrics or self.trainer.sanity_checking:
             return {}
-        # 'step' makes TensorBoard's x-axis the epoch number for every scalar we log.
-        self.log_dict({**metrics, "step": float(self.current_epoch)}, prog_bar=False)
+        # compute() has already reduced over the ranks (sync_dist then averages equal values and keeps
+        # Lightning from warning). 'step' makes TensorBoard's x-axis the epoch number for every scalar.
+        self.log_dict({**metrics, "step": float(self.current_epoch)}, prog_bar=split == "val", sync_dist=True)
         return metrics
 
     def on_validation_epoch_end(self):
         self._val_metrics = self._epoch_end("val")
 
     def on_train_epoch_end(self):
+        # Lightning runs the epoch's validation before this hook, so the record holds both splits.
         metrics = self._epoch_end("train")
         if metrics and not torch.isfinite(torch.tensor(metrics["train/loss"])):
             self.diverged = True
             self.trainer.should_stop = True
-        self.history.append({"epoch": self.current_epoch, **metrics, **getattr(self, "_val_metrics", {})})
+        self.history.append({"epoch": self.current_epoch, **metrics, **self._val_metrics})
         self._val_metrics = {}
 
     def on_test_epoch_end(self):
