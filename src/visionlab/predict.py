@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"ckpt={str(path)!r} is not a loadable checkpoint: {load_failure(e)}.") from None
+        raise CheckpointError(f"ckpt={str(path)!r} is not a loadable checkpoint: {load_failure(e, path)}.") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "visionlab" not in ckpt:
         raise CheckpointError(f"ckpt={str(path)!r} is not a visionlab training checkpoint (no model state and "
                               "config in it). Use a .ckpt written by python train.py.")
@@ -109,10 +110,36 @@ def predict_probabilities(model: ImageClassifier, dataset: ImageDataset, batch_s
     return total / len(views)
 
 
-def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
+def check_output(path: Path, overwrite: bool) -> None:
+    """Before any predicting: the submission may be written to `path`."""
+    if path.is_dir():
+        raise InputError(f"output={str(path)!r} is a folder. Give a file name, e.g. output={path / 'submission.csv'}.")
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files (.<name>.<pid>.tmp) of a predict that was killed before renaming its own."""
+    for tmp in folder.glob(".*.tmp"):
+        match = re.fullmatch(r"\..+\.(\d+)\.tmp", tmp.name)
+        if match and not _alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
+    check_output(path, overwrite)  # again: another process may have written it meanwhile
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         df.to_csv(tmp, index=False)
@@ -143,6 +170,8 @@ def run(cfg: DictConfig) -> Path:
     paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
     if not paths:
         raise CheckpointError("ckpt=[] names no checkpoint.")
+    out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "submission.csv"
+    check_output(out, overwrite=bool(cfg.overwrite))
     paths = expand_checkpoints(paths)
     ckpts = [load_checkpoint(p) for p in paths]
     infos = [c["visionlab"] for c in ckpts]
@@ -173,7 +202,6 @@ def run(cfg: DictConfig) -> Path:
         total = probs if total is None else total + probs
     dm = next(iter(datamodules.values()))
     names = [classes[i] for i in (total / len(paths)).argmax(1)]
-    out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "submission.csv"
     table = submission_table(dm.sample, dm.test_items.ids, names, dm.id_col, dm.label_col)
     write_atomically(table, out, overwrite=bool(cfg.overwrite))
     print(f"Submission ({len(names)} rows, {len(paths)} model(s){', TTA' if cfg.tta else ''}): {out}", flush=True)

@@ -4,7 +4,6 @@ test labels are known; record the run's result for the sweep summary. Returns th
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -14,19 +13,22 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from visionlab.checks import check_train_config
 from visionlab.data import ChallengeDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.distributed import child_processes_run, is_main_process
-from visionlab.errors import InputError
+from visionlab.errors import ConfigError, InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
-from visionlab.sweep import write_result, write_summary
+from visionlab.runlock import RunLock
+from visionlab.sweep import read_result, write_result, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +115,28 @@ def _leaves(node, prefix):
 
 def resume_config(cfg: DictConfig) -> DictConfig:
     """The interrupted run's own saved config, set to continue from its last checkpoint. Plain
-    key=value overrides given with resume= (e.g. trainer.max_epochs=20) still apply."""
+    key=value overrides given with resume= (e.g. trainer.max_epochs=20) still apply, typed as Hydra
+    types them (10 an int, 0.001 a float, null None)."""
     run_dir = Path(cfg.paths.output_dir)
     saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    for override in given:
-        key, _, value = override.partition("=")
+    for override in OverridesParser.create().parse_overrides(list(given)):
+        key = override.key_or_group
         if key in ("resume", "ckpt_path"):
             continue
-        if "." not in key.lstrip("+~"):
-            raise ValueError(f"resume= continues a run with its own config; the group override {override!r} would "
-                             "change what it trains. Start a new run instead.")
-        OmegaConf.update(saved, key.lstrip("+~"), OmegaConf.create({"v": value}).v if value else None, force_add=True)
+        text = override.input_line or key
+        if "." not in key:
+            raise ConfigError(f"resume= continues a run with its own config; the group override {text!r} would "
+                              "change what it trains. Start a new run instead.")
+        if override.is_sweep_override():
+            raise ConfigError(f"resume= continues one run; {text!r} gives {key} several values. Give one.")
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(saved, parent)
+            if node is not None and leaf in node:
+                del node[leaf]
+        else:
+            OmegaConf.update(saved, key, override.value(), force_add=True)
     saved.resume = str(run_dir)
     saved.ckpt_path = None
     for name in ("last.ckpt", "best.ckpt"):
@@ -133,7 +145,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             try:
                 torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
             except Exception as e:
-                log.warning("Cannot read %s (%s); trying the next checkpoint.", candidate, e)
+                log.warning("Cannot read %s (%s); trying the next checkpoint.", candidate, load_failure(e, candidate))
                 continue
             saved.ckpt_path = str(candidate)
             break
@@ -150,21 +162,26 @@ def run(cfg: DictConfig) -> float:
         cfg = resume_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    main = is_main_process()  # under DDP every process runs this function; rank 0 keeps the record
+    # one process per run folder (DDP's other ranks work under rank 0's hold): taken before anything in it
+    # is read or written
+    lock = RunLock(out_dir) if main else None
+    previous = read_result(out_dir) if cfg.get("resume") else {}  # what a failed resume leaves as it was
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     result = {"run": out_dir.name, "job": HydraConfig.get().job.get("num", 0) if multirun else 0,
               "overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
               "status": "running", "run_dir": str(out_dir)}
     start = time.time()
     model = trainer = None
-    main = is_main_process()  # under DDP every process runs this function; rank 0 keeps the record
     if main:
         write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
     try:
+        check_train_config(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
-        dm.setup("fit")
-        if dm.has_test_images():
-            dm.setup("test")  # a broken test image or sample submission fails now, not after training
+        # one pass over training and test data (a broken test image fails now, not after training),
+        # so that one error lists every problem of both
+        dm.setup(None if dm.has_test_images() else "fit")
         pre = default_preprocessing(cfg.model)
         mean, std = (pre["mean"], pre["std"]) if pre else dm.channel_stats()
         info = {"config": as_dict(cfg), "classes": dm.classes, "image_size": dm.image_size,
@@ -195,16 +212,22 @@ def run(cfg: DictConfig) -> float:
     finally:
         if result["status"] == "running":  # Ctrl-C / SIGTERM end Lightning's fit with SystemExit
             result["status"] = "interrupted"
-        result["wall_time_s"] = round(time.time() - start, 1) + _previous_wall_time(out_dir, cfg)
+        result["wall_time_s"] = round(time.time() - start, 1) + float(previous.get("wall_time_s") or 0.0)
         if model is not None:
             _summarise_history(model, result)
             result["skipped_images"] = len(dm.skipped)  # dm exists whenever the model does
+        if result["status"] == "failed" and previous.get("status") not in (None, "unreadable"):
+            log.warning("The resume failed; %s keeps its earlier record (status %s).", out_dir / "result.json",
+                        previous["status"])
+            result = previous
         if main:
             write_result(out_dir, result)
             if cfg.get("resume") and (out_dir.parent / "multirun.yaml").is_file():
                 write_summary(out_dir.parent)  # the resumed job's sweep summary is current again
-        if trainer is not None:
+        if trainer is not None and result is not previous:
             _log_hparams(trainer, cfg, result)
+        if lock is not None:
+            lock.release()
     best = result.get("best_val_err")
     return float("nan") if best is None else float(best)
 
@@ -220,16 +243,6 @@ def fit_and_test(trainer: pl.Trainer, model: ImageClassifier, dm: ChallengeDataM
     if result["status"] == "completed" and dm.has_test_labels:
         tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
         result["test_err"] = tested[0].get("test/err") if tested else None
-
-
-def _previous_wall_time(out_dir: Path, cfg: DictConfig) -> float:
-    """A resumed run's earlier sessions count towards its wall time."""
-    if not cfg.get("resume") or not (out_dir / "result.json").is_file():
-        return 0.0
-    try:
-        return float(json.loads((out_dir / "result.json").read_text()).get("wall_time_s") or 0.0)
-    except (OSError, ValueError):
-        return 0.0
 
 
 def _summarise_history(model: ImageClassifier, result: dict) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from visionlab.data import sources
-from visionlab.data.sources import DataError, Items, listing
+from visionlab.data.sources import DataError, Items, Problems, Unusable, listing
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,10 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 class ImageDataset(Dataset):
     """uint8 HxWx3 images (decoded in memory, or decoded per item) -> (uint8 3xHxW tensor, label)."""
 
-    def __init__(self, images, labels: np.ndarray | None, image_size: int, interpolation: str, transform=None):
+    def __init__(self, images, labels: np.ndarray | None, image_size: int, interpolation: str, transform=None,
+                 max_pixels: int | None = sources.MAX_PIXELS):
         self.images, self.labels, self.transform = images, labels, transform
-        self.image_size, self.interpolation = image_size, interpolation
+        self.image_size, self.interpolation, self.max_pixels = image_size, interpolation, max_pixels
 
     def __len__(self) -> int:
         return len(self.images)
@@ -74,7 +75,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i):
         image = self.images[i]
         if not isinstance(image, np.ndarray) or image.shape != (self.image_size, self.image_size, 3):
-            image = sources.load_image(image, self.image_size, self.interpolation)
+            image = sources.load_image(image, self.image_size, self.interpolation, self.max_pixels)
         if self.transform is not None:
             image = self.transform(image=image)["image"]
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
@@ -91,7 +92,7 @@ class ChallengeDataModule(pl.LightningDataModule):
                  image_size: int = 64, interpolation: str = "bilinear", val_fraction: float = 0.1,
                  subset: int | None = None, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
                  on_bad_image: str = "error", cache: str | bool = "auto", download: bool = False,
-                 train_transform=None, classes: list[str] | None = None, **unused):
+                 max_pixels: int | None = sources.MAX_PIXELS, train_transform=None, classes: list[str] | None = None, **unused):
         super().__init__()
         if source not in SOURCES:
             raise DataError(f"data.source={source!r} is not one of {SOURCES}.")
@@ -103,6 +104,11 @@ class ChallengeDataModule(pl.LightningDataModule):
             raise DataError(f"data.subset={subset} must be a positive number of images (or null for all).")
         if image_size is None or int(image_size) < 1:
             raise DataError(f"data.image_size={image_size!r} must be a positive number of pixels.")
+        for key, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                  ("max_pixels", 1 if max_pixels is None else max_pixels, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise DataError(f"data.{key}={value!r} must be a whole number of at least {least}"
+                                f"{' (or null: no limit)' if key == 'max_pixels' else ''}.")
         if interpolation not in sources.INTERPOLATIONS:
             raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
         if unused:
@@ -120,6 +126,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.val_fraction, self.subset, self.seed = val_fraction, subset, seed
         self.batch_size, self.num_workers = batch_size, num_workers
         self.on_bad_image, self.cache, self.download = on_bad_image, cache, download
+        self.max_pixels = max_pixels
         self.train_transform = train_transform
         self.classes = list(classes) if classes is not None else None
         self.skipped: list[str] = []  # "id: reason" of bad images skipped (data.on_bad_image=skip)
@@ -128,21 +135,23 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.sample = None
 
     # ------------------------------------------------------------------ reading
-    def read_train(self) -> Items:
+    def read_train(self, problems: Problems | None = None) -> Items:
         if self.source == "challenge":
-            return sources.challenge_train(self.root, self.train_csv, self.train_dir, self.id_col, self.label_col)
+            return sources.challenge_train(self.root, self.train_csv, self.train_dir, self.id_col, self.label_col,
+                                           problems, skip=self.on_bad_image == "skip")
         if self.source == "folder":
             return sources.folder_train(self.root, self.train_dir)
         return sources.fashion_mnist(None if self.root is None else str(self.root), "train", self.download)
 
-    def read_test(self) -> Items:
+    def read_test(self, problems: Problems | None = None) -> Items:
         if self.source == "fashion_mnist":
             return sources.fashion_mnist(None if self.root is None else str(self.root), "test", self.download)
         if self.source == "folder":
             items, _ = sources.challenge_test(self.root, self.test_dir, None, self.id_col)
             return items
         items, self.sample = sources.challenge_test(self.root, self.test_dir, self.sample_submission, self.id_col,
-                                                    self.solution, self.label_col)
+                                                    self.solution, self.label_col, problems,
+                                                    skip=self.on_bad_image == "skip")
         return items
 
     def _cache_fits(self, n: int) -> bool:
@@ -157,16 +166,20 @@ class ChallengeDataModule(pl.LightningDataModule):
             available = 8 << 30
         return need < min(0.5 * available, 8 << 30)
 
-    def decode(self, items: Items, what: str, keep_rows: bool = False) -> tuple[Items, list, list[int]]:
+    def decode(self, items: Items, what: str, keep_rows: bool = False,
+               problems: Problems | None = None) -> tuple[Items, list, list[int]]:
         """Decode every image once (validating it), keep arrays when they fit in memory. Bad files are
-        reported all together, or skipped with data.on_bad_image=skip (keep_rows: replaced by a black
-        image instead, so that a submission still has a row for every test id). Returns the readable
-        items, their images and their positions in `items`."""
+        reported all together (to `problems` when given), or skipped with data.on_bad_image=skip, as are
+        Unusable ids (missing, unsafe: never opened); keep_rows: replaced by a black image instead, so that
+        a submission still has a row for every test id. Returns the readable items, their images and
+        their positions in `items`."""
         keep = self._cache_fits(len(items))
 
         def load(src):
+            if isinstance(src, Unusable):  # reported by the reader already, unless skipped
+                return None, src.reason
             try:
-                arr = sources.load_image(src, self.image_size, self.interpolation)
+                arr = sources.load_image(src, self.image_size, self.interpolation, self.max_pixels)
                 return (arr if keep else src), None
             except Exception as e:  # PIL raises many types for broken files
                 return None, f"{type(e).__name__}: {e}"
@@ -174,13 +187,14 @@ class ChallengeDataModule(pl.LightningDataModule):
         workers = min(8, (os.cpu_count() or 2) * 2)
         with ThreadPoolExecutor(workers) as pool:
             decoded = list(pool.map(load, items.images, chunksize=64))
-        bad = [f"{items.ids[i]} ({items.images[i] if not isinstance(items.images[i], np.ndarray) else 'array'}): {err}"
-               for i, (_, err) in enumerate(decoded) if err]
-        if bad:
-            if self.on_bad_image == "error":
-                raise DataError(f"{len(bad)} {what} image(s) cannot be read as images:\n{listing(bad)}\n"
-                                "Remove or replace them, or set data.on_bad_image=skip to do without them.")
-            log.warning("Skipping %d unreadable %s image(s) (data.on_bad_image=skip)%s:\n%s", len(bad), what,
+        skip = self.on_bad_image == "skip"
+        bad = [self._describe(items, i, err) for i, (_, err) in enumerate(decoded)
+               if err and (skip or not isinstance(items.images[i], Unusable))]
+        if bad and not skip:
+            sources.report(problems, f"{len(bad)} {what} image(s) cannot be read as images:\n{listing(bad)}\n"
+                                     "Remove or replace them, or set data.on_bad_image=skip to do without them.")
+        elif bad:
+            log.warning("Skipping %d unreadable or missing %s image(s) (data.on_bad_image=skip)%s:\n%s", len(bad), what,
                         "; their rows are predicted from a black image" if keep_rows else "", listing(bad))
             self.skipped += bad
             if keep_rows:
@@ -190,6 +204,13 @@ class ChallengeDataModule(pl.LightningDataModule):
         if len(good) < len(items):
             items, decoded = items.take(good), [decoded[i] for i in good]
         return items, [image for image, _ in decoded], good
+
+    @staticmethod
+    def _describe(items: Items, i: int, err: str) -> str:
+        source = items.images[i]
+        if isinstance(source, Unusable):
+            return f"{items.ids[i]}: {err}"
+        return f"{items.ids[i]} ({'array' if isinstance(source, np.ndarray) else source}): {err}"
 
     def label_indices(self, labels: list[str], what: str) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(self.classes)}
@@ -201,13 +222,18 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
+        """stage None: training and test data in one pass, so that one error lists every problem of both."""
+        problems = Problems()
         if stage in (None, "fit", "validate") and self.train_set is None:
-            self._setup_fit()
+            with problems.collecting():
+                self._setup_fit(problems)
         if stage in (None, "test", "predict") and self.test_set is None:
-            self._setup_test()
+            with problems.collecting():
+                self._setup_test(problems)
+        problems.raise_if_any()
 
-    def _setup_fit(self) -> None:
-        items = self.read_train()
+    def _setup_fit(self, problems: Problems) -> None:
+        items = self.read_train(problems)
         if self.classes is None:
             self.classes = sort_classes(items.labels)
         if len(self.classes) < 2:
@@ -219,7 +245,9 @@ class ChallengeDataModule(pl.LightningDataModule):
             train_idx = train_idx[stratified_subset(labels[train_idx], int(self.subset), self.seed)]
         # Both splits are decoded in one pass, so that one error lists every unreadable file.
         chosen = np.concatenate([train_idx, val_idx]).astype(int)
-        kept_items, images, kept = self.decode(items.take(chosen), "training")
+        kept_items, images, kept = self.decode(items.take(chosen), "training", problems=problems)
+        if problems:
+            return  # the splits below would only add noise to what the error already says
         in_train = np.array(kept, dtype=int) < len(train_idx)
         kept_labels = self.label_indices(kept_items.labels, "train") if kept else np.zeros(0, np.int64)
         skipped = " after skipping unreadable images" if self.skipped else ""
@@ -229,22 +257,22 @@ class ChallengeDataModule(pl.LightningDataModule):
             raise DataError(f"data.val_fraction={self.val_fraction} leaves no validation image{skipped} (every class "
                             "has a single usable image). Add images or set data.val_fraction=0.")
         self.train_set = ImageDataset([images[i] for i in np.flatnonzero(in_train)], kept_labels[in_train],
-                                      self.image_size, self.interpolation, self.train_transform)
+                                      self.image_size, self.interpolation, self.train_transform, self.max_pixels)
         if not in_train.all():
             self.val_set = ImageDataset([images[i] for i in np.flatnonzero(~in_train)], kept_labels[~in_train],
-                                        self.image_size, self.interpolation)
+                                        self.image_size, self.interpolation, max_pixels=self.max_pixels)
         log.info("Data: %d training / %d validation images, %d classes, %dx%d px", len(self.train_set),
                  0 if self.val_set is None else len(self.val_set), len(self.classes), self.image_size, self.image_size)
 
-    def _setup_test(self) -> None:
-        items = self.read_test()
-        items, images, _ = self.decode(items, "test", keep_rows=True)
+    def _setup_test(self, problems: Problems) -> None:
+        items = self.read_test(problems)
+        items, images, _ = self.decode(items, "test", keep_rows=True, problems=problems)
         self.test_items = items
         labels = None
         if items.labels is not None and self.classes is not None:
             known = set(self.classes)
             labels = self.label_indices(items.labels, "The test labels") if set(items.labels) <= known else None
-        self.test_set = ImageDataset(images, labels, self.image_size, self.interpolation)
+        self.test_set = ImageDataset(images, labels, self.image_size, self.interpolation, max_pixels=self.max_pixels)
 
     def has_test_images(self) -> bool:
         """Whether there is a test set to check before training (a challenge may come without one yet)."""
@@ -260,7 +288,8 @@ class ChallengeDataModule(pl.LightningDataModule):
         n = min(len(ds), 2000)
         idx = np.random.default_rng(self.seed).choice(len(ds), n, replace=False)
         batch = np.stack([ds.images[i] if isinstance(ds.images[i], np.ndarray) and ds.images[i].shape[-1] == 3
-                          else sources.load_image(ds.images[i], self.image_size, self.interpolation) for i in idx])
+                          else sources.load_image(ds.images[i], self.image_size, self.interpolation, self.max_pixels)
+                          for i in idx])
         pixels = batch.reshape(-1, 3).astype(np.float64) / 255.0
         return pixels.mean(0).tolist(), np.maximum(pixels.std(0), 1e-3).tolist()
 

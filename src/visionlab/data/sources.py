@@ -4,8 +4,11 @@ or key, and says how to fix it."""
 
 from __future__ import annotations
 
+import errno
 import gzip
+import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -14,6 +17,8 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from visionlab.errors import InputError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_LISTED = 20  # how many offending entries one error message lists
@@ -24,11 +29,73 @@ FASHION_MNIST_CLASSES = (
 )
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
-Image.MAX_IMAGE_PIXELS = None  # very large scans are legitimate input; we downsize on load
+# PIL's own bomb check is a process-wide warning/error pair; load_image checks data.max_pixels instead,
+# from the header, so that the limit is a config key and an oversized file is skipped like a broken one.
+Image.MAX_IMAGE_PIXELS = None
+MAX_PIXELS = 150_000_000  # data.max_pixels' default: above real photos (100 MP cameras), below a 200 MP bomb
+
+# Cells that mean "no value" in exported tables. Only in label columns: an id is a file name ("nan.png"
+# is one), and "NA" stays a label, as a class may be called that.
+MISSING_MARKERS = {"nan", "-nan", "none", "null", "<na>"}
 
 
 class DataError(InputError):
     """Bad input. The message names the file, column or key, and the fix."""
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header promises more pixels than data.max_pixels (never decoded)."""
+
+
+class Problems:
+    """Every problem found in one pass over the input, grouped by kind (each group names the file or
+    key and the fix), raised together as one DataError so that one run tells the user everything."""
+
+    def __init__(self):
+        self.groups: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.groups.append(message)
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
+
+    @contextmanager
+    def collecting(self):
+        """A DataError raised inside (a problem that stops reading this part) joins the others."""
+        try:
+            yield
+        except DataError as e:
+            self.add(str(e))
+
+    def raise_if_any(self) -> None:
+        if len(self.groups) == 1:
+            raise DataError(self.groups[0])
+        if self.groups:
+            raise DataError(f"{len(self.groups)} kinds of problem with the input data, each with its fix:\n"
+                            + "\n".join(f"[{i}] {g}" for i, g in enumerate(self.groups, 1)))
+
+
+def report(problems: Problems | None, message: str) -> None:
+    """Add to `problems`, or raise at once where the caller collects none."""
+    if problems is None:
+        raise DataError(message)
+    problems.add(message)
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """In place of an image path: an id with no file that may be opened (missing, unsafe, a broken
+    link) and why. Never opened; reported, or skipped like an unreadable image."""
+
+    reason: str
+
+
+def _other_delimiter(columns) -> str | None:
+    """';', tab or '|' when a single parsed column holds one of them: the file uses that separator."""
+    if len(columns) != 1:
+        return None
+    return next((d for d in (";", "\t", "|") if d in str(columns[0])), None)
 
 
 def listing(entries: list[str], limit: int = MAX_LISTED) -> str:
@@ -62,8 +129,10 @@ class Items:
 
 
 def read_table(path: Path, id_col: str, label_col: str | None, what: str, id_key: str = "data.id_col",
-               label_key: str = "data.label_col") -> pd.DataFrame:
-    """Read a CSV as strings: BOM and surrounding whitespace stripped, columns checked, ids unique."""
+               label_key: str = "data.label_col", problems: Problems | None = None) -> pd.DataFrame:
+    """Read a CSV as strings: BOM and surrounding whitespace stripped, columns checked, ids unique,
+    labels present. A problem that stops the reading is raised; problems of some rows are reported
+    all together (to `problems` when given) and those rows left out."""
     if not path.is_file():
         raise DataError(f"{what} {path} does not exist. Set the key that names it (relative to data.root) "
                         "or place the file there.")
@@ -79,25 +148,46 @@ def read_table(path: Path, id_col: str, label_col: str | None, what: str, id_key
     wanted = [(id_col, id_key)] + ([(label_col, label_key)] if label_col is not None else [])
     for col, key in wanted:
         if col not in df.columns:
+            sep = _other_delimiter(df.columns)
+            if sep:  # the columns are fine, the separator is not: renaming a column would not help
+                raise DataError(f"{what} {path} has no column {col!r} (its columns: {list(df.columns)}): it is "
+                                f"{sep!r}-separated, and CSV files are read comma-separated. Save it with commas, e.g. "
+                                f"python -c \"import pandas as p; f='{path}'; p.read_csv(f, sep={sep!r}, dtype=str)"
+                                f".to_csv(f, index=False)\". (Set {key}=<column> only where the column has another name.)")
             raise DataError(f"{what} {path} has no column {col!r} (its columns: {list(df.columns)}). "
                             f"Set {key}=<one of those>.")
     if df.empty:
         raise DataError(f"{what} {path} has a header but no rows: it lists no images.")
+    own = Problems() if problems is None else None
+    found = own if problems is None else problems
+    drop = set()
     empty = df.index[df[id_col] == ""].tolist()
     if empty:
-        raise DataError(f"{what} {path}: column {id_col!r} is empty in data row(s) "
-                        f"{[i + 2 for i in empty[:MAX_LISTED]]} (line numbers). Fill in or delete those rows.")
-    dup = df[id_col][df[id_col].duplicated(keep=False)]
+        found.add(f"{what} {path}: column {id_col!r} is empty in data row(s) "
+                  f"{[i + 2 for i in empty[:MAX_LISTED]]} (line numbers). Fill in or delete those rows.")
+        drop.update(empty)
+    named = df[id_col][df[id_col] != ""]
+    dup = named[named.duplicated(keep=False)]
     if len(dup):
         lines = [f"{v!r} on lines {[i + 2 for i in dup.index[dup == v]]}" for v in dict.fromkeys(dup)]
-        raise DataError(f"{what} {path}: {len(set(dup))} id(s) in column {id_col!r} appear more than once:\n"
-                        f"{listing(lines)}\nEach image must be listed once.")
+        found.add(f"{what} {path}: {len(set(dup))} id(s) in column {id_col!r} appear more than once:\n"
+                  f"{listing(lines)}\nEach image must be listed once.")
+        drop.update(dup.index[dup.duplicated(keep="first")])
     if label_col is not None:
         missing = df.index[df[label_col] == ""].tolist()
         if missing:
-            raise DataError(f"{what} {path}: column {label_col!r} is empty on line(s) "
-                            f"{[i + 2 for i in missing[:MAX_LISTED]]}. Every training image needs a label.")
-    return df
+            found.add(f"{what} {path}: column {label_col!r} is empty on line(s) "
+                      f"{[i + 2 for i in missing[:MAX_LISTED]]}. Every training image needs a label.")
+        marked = df.index[df[label_col].str.lower().isin(MISSING_MARKERS)].tolist()
+        if marked:
+            values = sorted(set(df.loc[marked, label_col]))
+            found.add(f"{what} {path}: column {label_col!r} holds a missing-value marker ({', '.join(values)}) on "
+                      f"line(s) {[i + 2 for i in marked[:MAX_LISTED]]}, not a class. Every training image needs a "
+                      "label: fill in or delete those rows (or rename the class, if it really is one).")
+        drop.update(missing + marked)
+    if own is not None:
+        own.raise_if_any()
+    return df.drop(index=sorted(drop)).reset_index(drop=True) if drop else df
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -115,9 +205,13 @@ class ImageFolderIndex:
         self.real = directory.resolve()
         self.by_name: dict[str, str] = {}
         self.by_stem: dict[str, list[str]] = {}
-        self.special: set[str] = set()  # FIFOs, sockets, devices, dangling links: never opened
+        self.special: set[str] = set()  # FIFOs, sockets, devices: never opened
+        self.broken: dict[str, str] = {}  # links that loop or point to nothing: reported like missing files
         with os.scandir(directory) as it:
             for entry in it:
+                if entry.is_symlink() and (reason := _broken_link(entry.path)):
+                    self.broken[entry.name] = reason
+                    continue
                 if entry.is_dir():
                     continue
                 if not entry.is_file():
@@ -140,6 +234,10 @@ class ImageFolderIndex:
         if pure.is_absolute() or ".." in pure.parts or (len(image_id) > 1 and image_id[1] == ":"):
             return None, "refused: resolves outside the image folder"
         name = str(pure)
+        broken = name if name in self.broken else next(
+            (n for n in self.broken if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS), None)
+        if broken and name not in self.by_name and len(self.by_stem.get(name, ())) == 0:
+            return None, self.broken[broken]
         special = name if name in self.special else next(
             (n for n in self.special if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS), None)
         if special and name not in self.by_name and len(self.by_stem.get(name, ())) == 0:
@@ -164,48 +262,84 @@ class ImageFolderIndex:
             return None, "refused: a link that points outside the image folder"
         return path, None
 
-    def resolve_all(self, ids: list[str], what: str, key: str) -> list[Path]:
+    def resolve_all(self, ids: list[str], what: str, key: str, problems: Problems | None = None,
+                    skip: bool = False) -> list[Path | Unusable]:
+        """A path per id, or Unusable(reason). The unusable ones are reported (to `problems`, else
+        raised) unless `skip`: then the caller leaves them out like unreadable images."""
         paths, bad, seen = [], [], {}
         for image_id in ids:
             path, reason = self.resolve(image_id)
+            if not reason and path in seen:
+                reason = f"the same file ({path.name}) as {seen[path]!r}, an image listed more than once"
+                if skip:  # the first listing of the file keeps it: nothing to skip
+                    report(problems, f"{what}: {image_id!r}: {reason}. Each image must be listed once.")
+            elif not reason:
+                seen[path] = image_id
             if reason:
                 bad.append(f"{image_id!r}: {reason}")
-            elif path in seen:
-                bad.append(f"{image_id!r}: the same file ({path.name}) as {seen[path]!r}, an image listed more than once")
-            else:
-                seen[path] = image_id
-            paths.append(path)
-        if bad:
-            raise DataError(f"{len(bad)} id(s) of {what} have no usable image in {self.directory}:\n{listing(bad)}\n"
-                            f"Check {key} and that the files exist inside that folder.")
+            paths.append(Unusable(reason) if reason else path)
+        if bad and not skip:
+            report(problems, f"{len(bad)} id(s) of {what} have no usable image in {self.directory}:\n{listing(bad)}\n"
+                             f"Check {key} and that the files exist inside that folder, or set data.on_bad_image=skip "
+                             "to do without them.")
         return paths
 
     def image_files(self) -> list[str]:
+        left_out = [f"{n}: {r}" for n, r in sorted(self.broken.items())
+                    if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+        if left_out:
+            log.warning("Leaving out %d broken link(s) in %s:\n%s", len(left_out), self.directory, listing(left_out))
         return sorted(n for n in self.by_name if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
                       and self.inside(self.directory / n))
+
+
+def _broken_link(path: str) -> str | None:
+    """Why a symbolic link cannot be followed (a loop, no target), or None when it can."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return "missing: a symbolic link loop" if e.errno == errno.ELOOP else "missing: a link to nothing (dangling)"
+    return None
 
 
 # ----------------------------------------------------------------------------- readers
 
 
-def challenge_train(root: Path, train_csv: str, train_dir: str, id_col: str, label_col: str) -> Items:
-    df = read_table(root / train_csv, id_col, label_col, "Training CSV (data.train_csv)")
+def challenge_train(root: Path, train_csv: str, train_dir: str, id_col: str, label_col: str,
+                    problems: Problems | None = None, skip: bool = False) -> Items:
+    """The training CSV's rows and their images. Rows with problems are reported (to `problems` when
+    given, else raised) and left out; images that cannot be used are Unusable (see resolve_all)."""
+    own = Problems() if problems is None else None
+    found = own if problems is None else problems
+    df = read_table(root / train_csv, id_col, label_col, "Training CSV (data.train_csv)", problems=found)
     index = ImageFolderIndex(root / train_dir, "Training image folder (data.train_dir)", "data.train_dir")
     ids = df[id_col].tolist()
-    paths = index.resolve_all(ids, f"training CSV {root / train_csv}", "data.train_dir")
+    paths = index.resolve_all(ids, f"training CSV {root / train_csv}", "data.train_dir", found, skip)
+    if own is not None:
+        own.raise_if_any()
     return Items(ids, paths, df[label_col].tolist())
 
 
 def challenge_test(root: Path, test_dir: str, sample_submission: str | None, id_col: str,
-                   solution: str | None = None, label_col: str = "label") -> tuple[Items, pd.DataFrame | None]:
-    """The test images in the sample submission's order (or sorted file names without one), their
-    labels where a solution file exists, and the sample submission table itself."""
+                   solution: str | None = None, label_col: str = "label", problems: Problems | None = None,
+                   skip: bool = False) -> tuple[Items, pd.DataFrame | None]:
+    """The test images in the sample submission's order (or sorted file names without one, also when
+    the sample submission file is absent), their labels where a solution file exists, and the sample
+    submission table itself."""
+    own = Problems() if problems is None else None
+    found = own if problems is None else problems
     index = ImageFolderIndex(root / test_dir, "Test image folder (data.test_dir)", "data.test_dir")
     sample = None
+    if sample_submission and not (root / sample_submission).exists():
+        log.warning("No sample submission %s (data.sample_submission): the test ids are the image files of %s, "
+                    "sorted, and the submission's columns are %r and %r (data.id_col, data.label_col).",
+                    root / sample_submission, root / test_dir, id_col, label_col)
+        sample_submission = None
     if sample_submission:
-        sample = read_table(root / sample_submission, id_col, None, "Sample submission (data.sample_submission)")
+        sample = read_table(root / sample_submission, id_col, None, "Sample submission (data.sample_submission)",
+                            problems=found)
         ids = sample[id_col].tolist()
-        paths = index.resolve_all(ids, f"sample submission {root / sample_submission}", "data.test_dir")
+        paths = index.resolve_all(ids, f"sample submission {root / sample_submission}", "data.test_dir", found, skip)
     else:
         ids = index.image_files()
         if not ids:
@@ -213,13 +347,16 @@ def challenge_test(root: Path, test_dir: str, sample_submission: str | None, id_
         paths = [index.directory / i for i in ids]
     labels = None
     if solution and (root / solution).is_file():
-        sol = read_table(root / solution, id_col, label_col, "Solution file (data.solution)")
-        truth = dict(zip(sol[id_col], sol[label_col]))
-        missing = [i for i in ids if i not in truth]
-        if missing:
-            raise DataError(f"Solution file {root / solution} has no label for {len(missing)} test id(s):\n"
-                            f"{listing(missing)}")
-        labels = [truth[i] for i in ids]
+        with found.collecting():
+            sol = read_table(root / solution, id_col, label_col, "Solution file (data.solution)", problems=found)
+            truth = dict(zip(sol[id_col], sol[label_col]))
+            missing = [i for i in ids if i not in truth]
+            if missing:
+                raise DataError(f"Solution file {root / solution} has no label for {len(missing)} test id(s):\n"
+                                f"{listing(missing)}")
+            labels = [truth[i] for i in ids]
+    if own is not None:
+        own.raise_if_any()
     return Items(ids, paths, labels), sample
 
 
@@ -315,14 +452,19 @@ INTERPOLATIONS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic
                   "lanczos": Image.LANCZOS, "area": Image.BOX}
 
 
-def load_image(source, size: int, interpolation: str = "bilinear") -> np.ndarray:
-    """A path or an array -> size x size x 3 uint8 RGB. Raises OSError/ValueError on a bad file."""
+def load_image(source, size: int, interpolation: str = "bilinear", max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """A path or an array -> size x size x 3 uint8 RGB. Raises OSError/ValueError on a bad file, and
+    ImageTooLarge, from the header alone, when it has more than max_pixels (None: no limit)."""
     if isinstance(source, np.ndarray):
         arr = source if source.ndim == 3 else source[..., None]
         arr = arr[..., :3]  # drop an alpha channel
         img = Image.fromarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
     else:
         img = Image.open(source)
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            raise ImageTooLarge(f"{img.width}x{img.height} = {img.width * img.height / 1e6:.0f} megapixels, more than "
+                                f"data.max_pixels={max_pixels} (a decompression bomb?); if the image is real, raise "
+                                "data.max_pixels")
         if img.format == "JPEG" and img.mode in ("RGB", "L"):
             img.draft(img.mode, (size, size))  # decode big JPEGs at reduced scale: much faster
         img.load()

@@ -51,7 +51,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise WeightsError(f"model.weights={str(path)!r} is not a loadable PyTorch weights file: "
-                               f"{load_failure(e)}.") from None
+                               f"{load_failure(e, path)}.") from None
     for key in ("state_dict_ema", "state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
