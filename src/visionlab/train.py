@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import time
 import traceback
 from pathlib import Path
@@ -24,6 +25,7 @@ from visionlab.data.transforms import build_transforms
 from visionlab.errors import InputError
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
+from visionlab.preflight import check_train
 from visionlab.sweep import write_result, write_summary
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,10 @@ def run(cfg: DictConfig) -> float:
     start = time.time()
     model = trainer = None
     write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
+    if not multirun:
+        print(f"Run folder: {out_dir}", flush=True)
     try:
+        check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
         dm.setup("fit")
@@ -180,12 +185,14 @@ def run(cfg: DictConfig) -> float:
     except Exception as e:
         result["status"] = "failed"
         result["error"] = f"{type(e).__name__}: {e}"
-        log.error("Run failed: %s", e if isinstance(e, InputError) else traceback.format_exc())
         if not multirun:
-            raise
+            raise  # the entry point or Hydra prints it, once
+        log.error("Run failed: %s", e if isinstance(e, InputError) else traceback.format_exc())  # the sweep goes on
     finally:
         if result["status"] == "running":  # Ctrl-C / SIGTERM end Lightning's fit with SystemExit
             result["status"] = "interrupted"
+        if result["status"] == "interrupted":
+            print(f"Interrupted. Continue with: python train.py {shlex.quote(f'resume={out_dir}')}", flush=True)
         result["wall_time_s"] = round(time.time() - start, 1) + _previous_wall_time(out_dir, cfg)
         if model is not None:
             _summarise_history(model, result)
