@@ -196,3 +196,29 @@ def test_a_gpu_asked_for_on_a_machine_without_one(tmp_path):
     message = assert_user_error(proc, "no CUDA GPU visible; use trainer.accelerator=auto or cpu")
     assert len(message.strip().splitlines()) == 1 and "Data:" not in proc.stdout + proc.stderr
     assert _runs(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- 12. lean checkpoints
+
+
+def test_best_ckpt_carries_weights_and_config_only_and_resume_uses_last(tmp_path):
+    import torch
+    from omegaconf import OmegaConf
+
+    from vl_helpers import predict_inproc, train_small_challenge
+    from visionlab.train import resume_config
+
+    ch, best = train_small_challenge(tmp_path)
+    last = best.with_name("last.ckpt")
+    b, l = torch.load(best, weights_only=True), torch.load(last, weights_only=True)
+    assert "optimizer_states" not in b and "callbacks" not in b and {"state_dict", "visionlab"} <= set(b)
+    assert "optimizer_states" in l and "loops" in l  # what resume needs
+    assert best.stat().st_size < 0.6 * last.stat().st_size  # Adam's two moments are gone
+    assert predict_inproc(best, tmp_path / "sub.csv").is_file()
+
+    (tmp_path / "run" / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create({"seed": 0}), tmp_path / "run" / ".hydra" / "config.yaml")  # as Hydra keeps it
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path / "run")}, "resume": str(tmp_path / "run")})
+    assert resume_config(cfg).ckpt_path == str(last)
+    last.unlink()  # a weights-only best.ckpt is no point to resume from: start again, same folder
+    assert resume_config(cfg).ckpt_path is None

@@ -119,9 +119,12 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         candidate = run_dir / "checkpoints" / name
         if candidate.is_file():
             try:
-                torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
+                state = torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
             except Exception as e:
                 log.warning("Cannot read %s (%s); trying the next checkpoint.", candidate, e)
+                continue
+            if "optimizer_states" not in state:  # best.ckpt holds the weights only (visionlab.checkpoints)
+                log.warning("%s has no optimizer state to resume from.", candidate)
                 continue
             saved.ckpt_path = str(candidate)
             break
