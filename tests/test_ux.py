@@ -222,3 +222,44 @@ def test_best_ckpt_carries_weights_and_config_only_and_resume_uses_last(tmp_path
     assert resume_config(cfg).ckpt_path == str(last)
     last.unlink()  # a weights-only best.ckpt is no point to resume from: start again, same folder
     assert resume_config(cfg).ckpt_path is None
+
+
+# ----------------------------------------------------------------------------- 7, 8. quiet logs, debug presets
+
+CHATTER = ("💡 Tip", "GPU available", "TPU available", "LeafSpec", "to estimate number of stepping batches")
+
+
+def test_debug_fdr_is_quiet_loads_what_it_uses_and_suggests_no_submission(tmp_path):
+    proc = run_user(["debug=fdr"], tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, describe(proc)
+    assert "Data: 64 training / 64 validation images" in out
+    assert "submission:" not in out and "fast_dev_run" in out
+    assert not [c for c in CHATTER if c in out], out[-3000:]
+    proc = run_user(["trainer.fast_dev_run=true", "data.subset=64", "data.eval_subset=64", "verbose=true"], tmp_path)
+    assert proc.returncode == 0, describe(proc)  # no `+` needed
+    assert "GPU available" in proc.stdout + proc.stderr  # verbose=true lets Lightning speak
+
+
+@pytest.mark.parametrize("preset, trainer", [
+    ("overfit", {"overfit_batches": 3, "max_epochs": 20}),
+    ("limits", {"limit_train_batches": 5, "limit_val_batches": 2, "max_epochs": 3}),
+    ("profiler", {"profiler": "simple", "max_epochs": 1}),
+])
+def test_debug_presets_compose(preset, trainer):
+    from vl_helpers import compose_cfg
+
+    cfg = compose_cfg("train", [f"debug={preset}"])
+    assert {k: cfg.trainer[k] for k in trainer} == trainer
+    assert cfg.data.subset and cfg.data.eval_subset  # only the images the preset uses are decoded
+    assert compose_cfg("train", []).trainer.fast_dev_run is False
+
+
+def test_a_diverged_run_suggests_no_submission(make_challenge, tmp_path, capsys):
+    from vl_helpers import train_inproc
+
+    ch = make_challenge(n_per_class=8)
+    result = train_inproc(tmp_path / "run", challenge_overrides(ch) + [
+        "trainer.max_epochs=2", "optimizer.lr=1e12", "model.bn=false"])
+    assert result["status"] == "diverged", result
+    assert "submission:" not in capsys.readouterr().out

@@ -26,6 +26,7 @@ from visionlab.errors import InputError
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
 from visionlab.preflight import check_train
+from visionlab.quiet import quiet_lightning
 from visionlab.sweep import write_result, write_summary
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
 
 def run(cfg: DictConfig) -> float:
+    quiet_lightning(bool(cfg.get("verbose")))
     if cfg.get("resume"):
         cfg = resume_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
@@ -175,7 +177,9 @@ def run(cfg: DictConfig) -> float:
             if dm.has_test_labels:
                 tested = trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True)
                 result["test_err"] = tested[0].get("test/err") if tested else None
-        if result["checkpoint"]:
+        debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or \
+            cfg.trainer.get("fast_dev_run")
+        if result["checkpoint"] and result["status"] == "completed" and not debug:  # worth submitting
             # quoted: sweep folders are named like model.bn=true,optimizer=sgd, which Hydra would parse
             print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py 'ckpt=\"{result['checkpoint']}\"'",
                   flush=True)
