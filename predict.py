@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from visionlab.argv import fix_sys_argv
 from visionlab.sweep import register_resolvers
 
 register_resolvers()
@@ -11,13 +12,18 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     from visionlab.errors import InputError
-    from visionlab.predict import run
+    from visionlab.preflight import check_predict, discard_unused_run_dir
 
     try:
+        check_predict(cfg)  # a missing ckpt= or a kept output= fails now, before seconds of imports
+        from visionlab.predict import run
+
         run(cfg)
     except InputError as e:  # the message names the culprit and the fix: no traceback needed
+        discard_unused_run_dir(cfg)
         raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
+    fix_sys_argv()  # paths into sweep jobs (model.bn=true,optimizer=sgd) work unquoted
     main()

@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from visionlab.argv import fix_sys_argv
 from visionlab.sweep import check_resume_argument, register_resolvers
 
 register_resolvers()
@@ -11,14 +12,20 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from visionlab.errors import InputError
-    from visionlab.train import run
+    from visionlab.preflight import check_train, discard_unused_run_dir, single_run
 
     try:
+        if single_run():  # a typo fails now, not after seconds of imports and data loading
+            check_train(cfg)
+        from visionlab.train import run
+
         return run(cfg)
     except InputError as e:  # the message names the culprit and the fix: no traceback needed
+        discard_unused_run_dir(cfg)  # nothing trained: no empty folder left in outputs/train/runs
         raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
+    fix_sys_argv()  # sweep job paths (model.bn=true,optimizer=sgd) work unquoted
     check_resume_argument()  # a bad resume= fails here, in one line, before Hydra makes any folder
     main()

@@ -131,6 +131,14 @@ def test_interrupted_run_exits_non_zero_and_is_recorded_as_interrupted(interrupt
     assert "Traceback" not in interrupted["stderr"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("interrupted", ["SIGINT", "SIGTERM"], indirect=True)
+def test_interrupted_run_says_where_it_is_and_how_to_continue(interrupted):
+    run_dir, out = interrupted["run_dir"], interrupted["stdout"]
+    assert out.startswith(f"Run folder: {run_dir}\n") or f"\nRun folder: {run_dir}\n" in out[:2000], out[:2000]
+    assert f"Interrupted. Continue with: python train.py resume={run_dir}\n" in out, out[-2000:]
+
+
 @pytest.fixture(scope="module")
 def resume_not_a_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("resume_bad")

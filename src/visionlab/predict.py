@@ -80,6 +80,7 @@ def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
     data = dict(override or {}) if replace else dict(stored)
     if not replace:
         data.update({k: v for k, v in (override or {}).items() if v is not None})
+    data.pop("eval_subset", None)  # a debug run's cap on test images: a submission has every row
     return data
 
 

@@ -340,17 +340,26 @@ def _label_key(runs: list[dict]):
     return key
 
 
+def _real(v) -> float:
+    """A table cell as a float; NaN for a missing value (None, NaN, or pandas' NA of an Int64
+    column: a failed run has no parameter count, and math.isfinite(pd.NA) raises)."""
+    return math.nan if v is None or pd.isna(v) else float(v)
+
+
 def _fmt(v, digits=4) -> str:
-    return "" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+    v = _real(v)
+    return "" if not math.isfinite(v) else f"{v:.{digits}f}"
 
 
 def _pm(mean, std, digits=4) -> str:
+    mean, std = _real(mean), _real(std)
     if not math.isfinite(mean):
         return ""
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(std) else f"{mean:.{digits}f}"
 
 
 def _epoch_range(lo, hi) -> str:
+    lo, hi = _real(lo), _real(hi)
     if not math.isfinite(lo):
         return ""
     return f"{lo:.0f}" if lo == hi else f"{lo:.0f}–{hi:.0f}"
@@ -373,7 +382,7 @@ def markdown_table(df: pd.DataFrame, keys: list[str]) -> str:
             _epoch_range(r["best_epoch_min"], r["best_epoch_max"]),
             _pm(r["final_train_err_mean"], r["final_train_err_std"]),
             _pm(r["gen_gap_mean"], r["gen_gap_std"]),
-            "" if not math.isfinite(r["params"]) else f"{r['params']:,.0f}",
+            "" if not math.isfinite(_real(r["params"])) else f"{_real(r['params']):,.0f}",
             _fmt(r["wall_time_s_mean"], 1),
             _md_escape(r["status"]),
         ]
@@ -571,11 +580,12 @@ def build_report(sweep_dir, out_dir=None) -> dict[str, Path]:
     for df, cols in ((settings, ("params",)), (per_run, ("params", "best_epoch", "epochs"))):
         for col in cols:
             df[col] = pd.to_numeric(df[col]).round().astype("Int64")
+    md = markdown_report(sweep_dir, settings, runs, keys)  # before any file is written: no half a report
     paths = write_plots(runs, keys, out)
     paths["results_csv"] = out / "results.csv"
     settings.to_csv(paths["results_csv"], index=False)
     paths["results_md"] = out / "results.md"
-    paths["results_md"].write_text(markdown_report(sweep_dir, settings, runs, keys), encoding="utf-8")
+    paths["results_md"].write_text(md, encoding="utf-8")
     paths["runs_csv"] = out / "runs.csv"
     per_run.to_csv(paths["runs_csv"], index=False)
     return paths

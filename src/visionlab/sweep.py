@@ -104,8 +104,9 @@ def _ddp_devices() -> int:
 def check_resume_argument(argv: list[str] | None = None) -> None:
     for token in command_line_overrides(argv):
         if token.startswith("resume="):
+            parsed = _parse([token])  # resume="<path>" (quoted) names the same folder as resume=<path>
             try:
-                check_run_dir(token.split("=", 1)[1])
+                check_run_dir(parsed[0].value() if parsed else token.split("=", 1)[1])
             except ValueError as e:
                 raise SystemExit(f"error: {e}") from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shlex
 import time
 import traceback
 from pathlib import Path
@@ -27,6 +28,8 @@ from visionlab.distributed import child_processes_run, is_main_process
 from visionlab.errors import ConfigError, InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
+from visionlab.preflight import check_train
+from visionlab.quiet import quiet_lightning
 from visionlab.runlock import RunLock
 from visionlab.sweep import read_result, write_result, write_summary
 
@@ -143,9 +146,12 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         candidate = run_dir / "checkpoints" / name
         if candidate.is_file():
             try:
-                torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
+                state = torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
             except Exception as e:
                 log.warning("Cannot read %s (%s); trying the next checkpoint.", candidate, load_failure(e, candidate))
+                continue
+            if "optimizer_states" not in state:  # best.ckpt holds the weights only (visionlab.checkpoints)
+                log.warning("%s has no optimizer state to resume from.", candidate)
                 continue
             saved.ckpt_path = str(candidate)
             break
@@ -158,6 +164,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
 
 def run(cfg: DictConfig) -> float:
+    quiet_lightning(bool(cfg.get("verbose")))
     if cfg.get("resume"):
         cfg = resume_config(cfg)
     out_dir = Path(cfg.paths.output_dir)
@@ -175,7 +182,10 @@ def run(cfg: DictConfig) -> float:
     model = trainer = None
     if main:
         write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
+        if not multirun:
+            print(f"Run folder: {out_dir}", flush=True)
     try:
+        check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
         check_train_config(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
@@ -193,7 +203,9 @@ def run(cfg: DictConfig) -> float:
         trainer = build_trainer(cfg, has_val=dm.val_set is not None)
         with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
             fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
-        if result["checkpoint"] and main:
+        debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or \
+            cfg.trainer.get("fast_dev_run")
+        if main and result["checkpoint"] and result["status"] == "completed" and not debug:  # worth submitting
             # quoted: sweep folders are named like model.bn=true,optimizer=sgd, which Hydra would parse
             print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py 'ckpt=\"{result['checkpoint']}\"'",
                   flush=True)
@@ -206,12 +218,14 @@ def run(cfg: DictConfig) -> float:
     except Exception as e:
         result["status"] = "failed"
         result["error"] = f"{type(e).__name__}: {e}"
-        log.error("Run failed: %s", e if isinstance(e, InputError) else traceback.format_exc())
         if not multirun:
-            raise
+            raise  # the entry point or Hydra prints it, once
+        log.error("Run failed: %s", e if isinstance(e, InputError) else traceback.format_exc())  # the sweep goes on
     finally:
         if result["status"] == "running":  # Ctrl-C / SIGTERM end Lightning's fit with SystemExit
             result["status"] = "interrupted"
+        if result["status"] == "interrupted" and main:
+            print(f"Interrupted. Continue with: python train.py {shlex.quote(f'resume={out_dir}')}", flush=True)
         result["wall_time_s"] = round(time.time() - start, 1) + float(previous.get("wall_time_s") or 0.0)
         if model is not None:
             _summarise_history(model, result)

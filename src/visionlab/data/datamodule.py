@@ -90,7 +90,7 @@ class ChallengeDataModule(pl.LightningDataModule):
                  train_dir: str = "train", test_dir: str = "test", sample_submission: str | None = "sample_submission.csv",
                  solution: str | None = None, id_col: str = "image_id", label_col: str = "label",
                  image_size: int = 64, interpolation: str = "bilinear", val_fraction: float = 0.1,
-                 subset: int | None = None, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
+                 subset: int | None = None, eval_subset: int | None = None, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
                  on_bad_image: str = "error", cache: str | bool = "auto", download: bool = False,
                  max_pixels: int | None = sources.MAX_PIXELS, train_transform=None, classes: list[str] | None = None, **unused):
         super().__init__()
@@ -124,6 +124,7 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.id_col, self.label_col = id_col, label_col
         self.image_size, self.interpolation = int(image_size), interpolation
         self.val_fraction, self.subset, self.seed = val_fraction, subset, seed
+        self.eval_subset = int(eval_subset) if eval_subset else None  # debug presets: decode no more than they use
         self.batch_size, self.num_workers = batch_size, num_workers
         self.on_bad_image, self.cache, self.download = on_bad_image, cache, download
         self.max_pixels = max_pixels
@@ -243,6 +244,8 @@ class ChallengeDataModule(pl.LightningDataModule):
         train_idx, val_idx = stratified_split(labels, self.val_fraction, self.seed)
         if self.subset:
             train_idx = train_idx[stratified_subset(labels[train_idx], int(self.subset), self.seed)]
+        if self.eval_subset and len(val_idx) > self.eval_subset:
+            val_idx = val_idx[stratified_subset(labels[val_idx], self.eval_subset, self.seed)]
         # Both splits are decoded in one pass, so that one error lists every unreadable file.
         chosen = np.concatenate([train_idx, val_idx]).astype(int)
         kept_items, images, kept = self.decode(items.take(chosen), "training", problems=problems)
@@ -266,6 +269,8 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def _setup_test(self, problems: Problems) -> None:
         items = self.read_test(problems)
+        if self.eval_subset and len(items) > self.eval_subset:
+            items = items.take(np.arange(self.eval_subset))
         items, images, _ = self.decode(items, "test", keep_rows=True, problems=problems)
         self.test_items = items
         labels = None

@@ -1,0 +1,85 @@
+"""Checks of a composed config that need neither the data nor the model: the entry points run them
+before the seconds of importing Lightning and loading images, so a typo fails at once, in one line.
+Also the clean-up of the folder Hydra made for a run that stopped at such a check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from visionlab.errors import ConfigError, InputError
+
+NO_GPU = "no CUDA GPU visible; use trainer.accelerator=auto or cpu"
+
+
+def check_data_root(cfg: DictConfig) -> None:
+    data = cfg.get("data")
+    if data is None or "root" not in data.keys():  # (`in data` is False for a ??? value)
+        return
+    if OmegaConf.is_missing(data, "root"):
+        raise ConfigError("data.root is not set: give the folder of your challenge download, data.root=DIR.")
+    root = data.get("root")
+    if root is not None and not Path(str(root)).expanduser().is_dir():
+        raise InputError(f"data.root={str(root)!r} is not a folder. Give the folder of your challenge download "
+                         "(the other data paths are relative to it).")
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    accelerator = str((cfg.get("trainer") or {}).get("accelerator") or "").lower()
+    if accelerator in ("gpu", "cuda"):
+        import torch  # only when a GPU is asked for
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator}: {NO_GPU}.")
+
+
+def check_train(cfg: DictConfig) -> None:
+    check_accelerator(cfg)
+    check_data_root(cfg)
+
+
+def check_predict(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise InputError("no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
+                         "training prints the path of its best.ckpt.")
+    paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
+    for path in paths:
+        if not Path(str(path)).expanduser().exists():
+            raise InputError(f"ckpt={str(path)!r} does not exist. Give the path that training printed "
+                             "(…/checkpoints/best.ckpt, or its run folder).")
+    output = cfg.get("output")
+    if output and Path(str(output)).exists() and not cfg.get("overwrite"):
+        raise InputError(f"{output} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+    if cfg.get("data") is not None and cfg.data.get("root") is not None:
+        check_data_root(cfg)
+    if str(cfg.get("device")) == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda: no CUDA GPU visible; use device=auto or cpu.")
+
+
+def single_run() -> bool:
+    """A plain run (not a sweep job, whose errors are recorded in its sweep's summary instead)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+
+
+def discard_unused_run_dir(cfg: DictConfig) -> Path | None:
+    """Remove the folder Hydra made for a single run that stopped before training (nothing in it but
+    Hydra's config record, the log and a failed result.json). A resumed run's folder is never
+    touched, nor one holding checkpoints or a submission. Returns the folder removed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not single_run() or cfg.get("resume"):
+        return None
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    kept = {".hydra", "result.json", f"{HydraConfig.get().job.name}.log"}
+    if not run_dir.is_dir() or any(p.name not in kept for p in run_dir.iterdir()):
+        return None
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return run_dir

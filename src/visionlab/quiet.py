@@ -1,0 +1,34 @@
+"""Lightning's chatter that tells a user nothing about their run (an advertisement, hardware they
+did not ask for, internal steps, a deprecation inside Lightning itself), left out of the terminal
+and train.log unless the config says verbose=true."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+CHATTER = ("💡 Tip", "GPU available:", "TPU available:", "Loading `train_dataloader` to estimate",
+           "Restoring states from the checkpoint", "Loaded model weights from the checkpoint")
+LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                     "lightning_fabric.utilities.rank_zero")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(c) or c in message[:80] for c in CHATTER)
+
+
+_FILTER = _DropChatter()
+
+
+def quiet_lightning(verbose: bool = False) -> None:
+    """Silence (or, verbose=True, let through again) the chatter; called at the start of every run
+    and sweep job, since Hydra sets logging up afresh for each job."""
+    for name in LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.removeFilter(_FILTER)
+        if not verbose:
+            logger.addFilter(_FILTER)
+    if not verbose:  # Lightning's own use of torch's old pytree API, not the user's code
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
