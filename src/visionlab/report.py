@@ -8,7 +8,8 @@ keys that differ between runs (read from the run folder names, `model.bn=true,se
 replication, so runs differing only in seed form one setting, shown as the mean over seeds with a
 min-max band (plots) and mean +- sample std (table).
 
-Writes train_err.png, val_err.png, errors.png, results.csv, results.md and runs.csv.
+Writes train_err.png, val_err.png, errors.png, results.csv, results.md and runs.csv, and
+confusion_matrix.png: the best run's validation confusion matrix (read back from its events).
 Epochs are numbered from 1 everywhere in the report (TensorBoard's step 0 is epoch 1).
 """
 
@@ -515,46 +516,52 @@ class SweepPlotter:
         elif legend:
             self._legend(ax)
 
-    def _legend(self, ax, **kw):
-        many = len(self.groups) > 8
-        opts = dict(title=self.knob or None, fontsize=9, title_fontsize=9, framealpha=0.9)
-        if many:
-            opts.update(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        opts.update(kw)
+    def _legend(self, ax, extra: list | None = None):
+        """One legend below the axes, never over the curves or their labels; `extra` handles (the
+        train/validation line styles) follow the settings."""
         handles, labels = ax.get_legend_handles_labels()
         if any(r["status"] == "diverged" for _, g in self.groups for r in g):
             from matplotlib.lines import Line2D
 
             handles.append(Line2D([], [], marker="X", ms=9, color="0.5", mec="black", mew=0.8, ls="none"))
             labels.append("diverged: last value")
-        return ax.legend(handles, labels, **opts)
+        for h in extra or []:
+            handles.append(h)
+            labels.append(h.get_label())
+        ncol = max(1, min(len(handles), 4 if max(map(len, labels), default=0) < 24 else 2))
+        return ax.figure.legend(handles, labels, loc="outside lower center", ncol=ncol, title=self.knob or None,
+                                fontsize=9, title_fontsize=9, frameon=False)
 
     def title(self, what: str) -> str:
         return f"{what} by {self.knob}" if self.knob else what
 
+    def legend_height(self) -> float:
+        """Inches to add below the plot for the legend's rows (up to 4 entries a row)."""
+        return 0.5 + 0.22 * math.ceil((len(self.groups) + 3) / 4) if self.groups else 0.0
+
     def single(self, tag: str, what: str, path: Path) -> Path:
-        fig, ax = self.figure()
+        fig, ax = self.figure(height=4.8 + self.legend_height())
         self.draw(ax, tag)
         self.finish(ax, self.title(what))
         fig.savefig(path)
         return path
 
     def combined(self, path: Path) -> Path:
+        fig = self.combined_figure()
+        fig.savefig(path)
+        return path
+
+    def combined_figure(self):
         from matplotlib.lines import Line2D
 
-        fig, ax = self.figure(8.5, 5.2)
+        fig, ax = self.figure(8.5, 5.2 + self.legend_height())
         self.draw(ax, TRAIN_TAG, linestyle="-", band=False)
         self.draw(ax, VAL_TAG, label_lines=False, linestyle="--", band=False)
         self.finish(ax, self.title("Train (solid) and validation (dashed) error"), legend=False, band=False)
         if self.groups:
-            first = self._legend(ax)
-            ax.add_artist(first)
-            styles = [Line2D([], [], color="0.3", lw=2, ls="-", label="train"),
-                      Line2D([], [], color="0.3", lw=2, ls="--", label="validation")]
-            loc = dict(loc="lower left", bbox_to_anchor=(1.01, 0.0)) if len(self.groups) > 8 else dict(loc="lower left")
-            ax.legend(handles=styles, fontsize=9, framealpha=0.9, **loc)
-        fig.savefig(path)
-        return path
+            self._legend(ax, extra=[Line2D([], [], color="0.3", lw=2, ls="-", label="train"),
+                                    Line2D([], [], color="0.3", lw=2, ls="--", label="validation")])
+        return fig
 
 
 def write_plots(runs: list[dict], keys: list[str], out_dir: Path) -> dict[str, Path]:
@@ -564,6 +571,41 @@ def write_plots(runs: list[dict], keys: list[str], out_dir: Path) -> dict[str, P
         "val_err": p.single(VAL_TAG, "Validation error", out_dir / "val_err.png"),
         "errors": p.combined(out_dir / "errors.png"),
     }
+
+
+# ----------------------------------------------------------------------------- the best run's confusion matrix
+
+CONFUSION_TAG = "images/confusion_matrix_val"  # logged by visionlab.interpret.Interpretation
+
+
+def best_run(runs: list[dict]) -> dict | None:
+    """The completed run with the lowest best val err (None when no run has one)."""
+    done = [r for r in runs if r["status"] == "completed" and math.isfinite(r["best_val_err"])]
+    return min(done, key=lambda r: (r["best_val_err"], r["run"])) if done else None
+
+
+def read_image(run_dir: Path, tag: str) -> bytes | None:
+    """The latest PNG a run logged under `tag`, as written (None when it logged none)."""
+    if not any(Path(run_dir).glob(EVENTS_GLOB)):
+        return None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 1, "tensors": 1})
+    acc.Reload()
+    if tag not in acc.Tags().get("images", []):
+        return None
+    return acc.Images(tag)[-1].encoded_image_string
+
+
+def write_confusion(runs: list[dict], out: Path) -> tuple[Path, dict] | None:
+    """The best run's validation confusion matrix (best.ckpt's weights), read back from its events."""
+    best = best_run(runs)
+    png = read_image(Path(best["run_dir"]), CONFUSION_TAG) if best else None
+    if png is None:
+        return None
+    path = out / "confusion_matrix.png"
+    path.write_bytes(png)
+    return path, best
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -584,6 +626,12 @@ def build_report(sweep_dir, out_dir=None) -> dict[str, Path]:
     paths = write_plots(runs, keys, out)
     paths["results_csv"] = out / "results.csv"
     settings.to_csv(paths["results_csv"], index=False)
+    md = markdown_report(sweep_dir, settings, runs, keys)
+    confusion = write_confusion(runs, out)
+    if confusion:
+        paths["confusion_matrix"], best = confusion
+        md += (f"\n## Confusion matrix of the best run\n\n`{best['run']}` (best val err "
+               f"{_fmt(best['best_val_err'])}), validation images, best checkpoint:\n\n![](confusion_matrix.png)\n")
     paths["results_md"] = out / "results.md"
     paths["results_md"].write_text(md, encoding="utf-8")
     paths["runs_csv"] = out / "runs.csv"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 import sys
 import time
@@ -80,6 +81,32 @@ def run_name(task_overrides, sweeper_params=None) -> str:
     return safe_name(",".join(chosen))
 
 
+# Leaves out what says nothing about the run (where it resumes from) or is the name itself.
+_NOT_IN_RUN_SUFFIX = {"resume", "name"}
+
+
+def run_suffix(task_overrides, name=None, limit: int = 80) -> str:
+    """`_model.bn-true_trainer.max_epochs-2` (or `_<name>` with name=...): a single run's folder,
+    hence its TensorBoard run, says what it changed. Unlike a sweep job's folder it avoids `=` and
+    `,`, so `resume=outputs/train/runs/<folder>` still works unquoted; a path value keeps its last
+    part (data.root=/x/flowers -> data.root-flowers). "" when there is nothing to tell."""
+    if name not in (None, ""):
+        parts = [str(name)]
+    else:
+        parsed = [o for o in _parse([str(o) for o in (task_overrides or [])])
+                  if not o.key_or_group.startswith("hydra") and o.key_or_group.lstrip("+~") not in _NOT_IN_RUN_SUFFIX]
+        parts = []
+        for o in parsed:
+            value = _as_typed(o).rstrip("/")
+            parts.append(f"{o.key_or_group.lstrip('+~')}-{value.rsplit('/', 1)[-1]}")
+    text = re.sub(r"[^A-Za-z0-9._+-]+", "-", "_".join(parts)).strip("-")
+    if not text:
+        return ""
+    if len(text) > limit:  # a hash of the whole keeps two long names apart
+        text = text[:limit - 9] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return "_" + text
+
+
 def register_resolvers() -> None:
     """Resolvers the configs use: vl.uid (one random token per sweep or run, so two started in the
     same second never share a folder), vl.run_name, vl.project (this checkout's folder)."""
@@ -87,6 +114,7 @@ def register_resolvers() -> None:
         return
     OmegaConf.register_new_resolver("vl.uid", lambda: secrets.token_hex(3), use_cache=True)
     OmegaConf.register_new_resolver("vl.run_name", run_name)
+    OmegaConf.register_new_resolver("vl.run_suffix", run_suffix)
     OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
     OmegaConf.register_new_resolver("vl.ddp_devices", _ddp_devices)
     OmegaConf.register_new_resolver("vl.resume_or", lambda resume, default: str(check_run_dir(resume)) if resume else default)

@@ -1,0 +1,23 @@
+"""Export a trained model for serving: python export.py ckpt=PATH format=onnx|torchscript (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from visionlab.sweep import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    from visionlab.errors import InputError
+    from visionlab.export import run
+
+    try:
+        run(cfg)
+    except InputError as e:  # the message names the culprit and the fix: no traceback needed
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
