@@ -92,6 +92,9 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "vl.hydra_subdir", lambda resume: f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}" if resume else ".hydra",
         use_cache=True)
+    from visionlab.parallel import parallel_jobs  # sizes hydra/launcher=joblib from the cores
+
+    OmegaConf.register_new_resolver("vl.parallel_jobs", parallel_jobs)
 
 
 def check_resume_argument(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from visionlab.data.transforms import build_transforms
 from visionlab.errors import InputError
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
+from visionlab.parallel import apply_threads
 from visionlab.sweep import write_result, write_summary
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,8 @@ def run(cfg: DictConfig) -> float:
     model = trainer = None
     write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
     try:
+        # First: torch sizes its thread pool when data decoding or the model first use it.
+        apply_threads(cfg.get("threads"), HydraConfig.get().launcher if HydraConfig.initialized() else None)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
         dm.setup("fit")
