@@ -1,5 +1,6 @@
 """run(cfg): build the datamodule, model and trainer from a composed config; fit; test where the
-test labels are known; record the run's result for the sweep summary. Returns the best val error."""
+test labels are known; record the run's result for the sweep summary. Returns the best val error (1.0, the
+worst, when there is none)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from visionlab.sweep import write_result, write_summary
 
 log = logging.getLogger(__name__)
 
+WORST_ERR = 1.0  # an error rate cannot be worse
 # model.* keys that configure how the classifier trains, not the network's architecture
 CLASSIFIER_KEYS = ("output", "label_smoothing", "channels_last", "freeze", "unfreeze_epoch", "backbone_lr_mult",
                    "layer_decay", "mixup", "cutmix", "mixup_off_epoch")
@@ -199,7 +201,9 @@ def run(cfg: DictConfig) -> float:
         if trainer is not None:
             _log_hparams(trainer, cfg, result)
     best = result.get("best_val_err")
-    return float("nan") if best is None else float(best)
+    # No finite val error (diverged at once, failed, no validation split): the worst error rate, finite,
+    # so that a sweeper ranks the run last instead of crashing on NaN (hydra-optuna-sweeper, issue 2237).
+    return WORST_ERR if best is None else float(best)
 
 
 def _previous_wall_time(out_dir: Path, cfg: DictConfig) -> float:
