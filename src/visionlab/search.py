@@ -6,6 +6,7 @@ Needs the search extra: pip install -e ".[search]"."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -13,15 +14,21 @@ from hydra.experimental.callback import Callback
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "optuna.db"
+# Trials already in the study when this search started: the sweeper numbers its jobs from 0 in every
+# session, Optuna numbers trials across sessions. Set before any job starts; job processes inherit it.
+TRIAL_OFFSET_ENV = "VISIONLAB_TRIAL_OFFSET"
 INTERRUPTED = "interrupted"  # user attr of a trial that was running when its search was killed
 
 
-def trial_name(task_overrides, sweeper_params=None) -> str:
-    """A trial's folder (hydra.sweep.subdir of experiment=search): its values of the searched keys as
-    run_name writes them, floats to 3 significant digits (Optuna draws 0.00029943411457129874)."""
+def trial_name(task_overrides, sweeper_params=None, job_num=0) -> str:
+    """A trial's folder (hydra.sweep.subdir of experiment=search): `trial=<Optuna's trial number>,`
+    then its values of the searched keys as run_name writes them, floats to 3 significant digits
+    (Optuna draws 0.00029943411457129874). The number keeps folders apart when a study draws the
+    same values twice, and when a resumed search numbers its jobs from 0 again."""
     from visionlab.sweep import run_name
 
-    return run_name([_rounded(str(o)) for o in (task_overrides or [])], sweeper_params)
+    number = int(os.environ.get(TRIAL_OFFSET_ENV, 0)) + int(job_num)
+    return f"trial={number}," + run_name([_rounded(str(o)) for o in (task_overrides or [])], sweeper_params)
 
 
 def _rounded(override: str) -> str:
@@ -81,7 +88,8 @@ def trials_left(storage, study_name, total) -> int:
 
 class SearchStudy(Callback):
     """Hydra callback of experiment=search, before the sweeper opens the study: makes the sweep folder
-    that holds the study's file (the launcher would make it only later). When the search continues
+    that holds the study's file (the launcher would make it only later); notes how many trials the
+    study holds (TRIAL_OFFSET_ENV). When the search continues
     an existing study, trials still 'running' there were cut short by a kill (one search process per
     study, as the README says): they are marked failed + interrupted, so the study and its report
     account for them, and the search runs as many new trials instead."""
@@ -94,6 +102,7 @@ class SearchStudy(Callback):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         study = open_study(str(sweeper.storage), sweeper.get("study_name"))
+        os.environ[TRIAL_OFFSET_ENV] = str(0 if study is None else len(study.trials))
         if study is None:
             return
         stale = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]

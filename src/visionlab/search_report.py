@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from visionlab.search import INTERRUPTED, STUDY_FILE, open_study, storage_url  # noqa: E402
@@ -47,7 +48,8 @@ def plot_history(df: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("best val error (1.0: diverged or failed)")
     ax.set_title("Optimisation history")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
