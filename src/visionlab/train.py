@@ -148,7 +148,8 @@ def run(cfg: DictConfig) -> float:
     write_result(out_dir, result)  # a run killed outright still shows up in its sweep's summary
     try:
         # First: torch sizes its thread pool when data decoding or the model first use it.
-        apply_threads(cfg.get("threads"), HydraConfig.get().launcher if HydraConfig.initialized() else None)
+        result["threads"] = apply_threads(cfg.get("threads"),
+                                          HydraConfig.get().launcher if HydraConfig.initialized() else None)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
         dm.setup("fit")
