@@ -374,7 +374,7 @@ def markdown_table(df: pd.DataFrame, keys: list[str]) -> str:
             _epoch_range(r["best_epoch_min"], r["best_epoch_max"]),
             _pm(r["final_train_err_mean"], r["final_train_err_std"]),
             _pm(r["gen_gap_mean"], r["gen_gap_std"]),
-            "" if not math.isfinite(r["params"]) else f"{r['params']:,.0f}",
+            "" if pd.isna(r["params"]) or not math.isfinite(r["params"]) else f"{r['params']:,.0f}",
             _fmt(r["wall_time_s_mean"], 1),
             _md_escape(r["status"]),
         ]
