@@ -4,6 +4,7 @@ real job processes through submitit (local), the SLURM launcher's job script, GP
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -174,3 +175,14 @@ def test_slurm_launcher_writes_the_job_array_script(tmp_path):
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --gpus-per-node=2",
                  "#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=4", "#SBATCH --array=0-3%3"):
         assert line in script, script
+
+
+@pytest.mark.slow
+def test_sweep_benchmark_prints_both_wall_times_and_the_ratio(tmp_path):
+    """The figures themselves are not asserted (timing on a shared machine belongs to benchmarks)."""
+    from conftest import run_cli
+
+    proc = run_cli(["--subset", "64", "--epochs", "1"], tmp_path, script="benchmarks/sweep_parallel.py", timeout=400)
+    assert "design-card sweep: 4 jobs, data.subset=64, trainer.max_epochs=1" in proc.stdout
+    assert re.search(r"sequential: +\d+\.\d s\nparallel: +\d+\.\d s\nratio parallel / sequential: \d+\.\d\d",
+                     proc.stdout), proc.stdout
