@@ -103,8 +103,9 @@ def predict_probabilities(model: ImageClassifier, dataset: ImageDataset, batch_s
     total = None
     for view in views:
         dataset.transform = view
-        probs = [model.probabilities(model(x.to(device))).float().cpu()
-                 for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False)]
+        cuda = device.type == "cuda"  # pinned batches copy to the GPU asynchronously
+        probs = [model.probabilities(model(x.to(device, non_blocking=cuda))).float().cpu()
+                 for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=cuda)]
         p = torch.cat(probs).numpy()
         total = p if total is None else total + p
     dataset.transform = None

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from visionlab.errors import InputError
+from visionlab.search_report import is_search, write_search_report
 from visionlab.sweep import RESULT_FILE, read_result
 
 
@@ -651,12 +652,18 @@ def main(argv: list[str] | None = None) -> int:
     except NotASweepDir as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    search_lines = []
+    if is_search(args.sweep_dir):  # experiment=search: optimisation history and best parameters too
+        search_paths, search_lines = write_search_report(args.sweep_dir, args.out)
+        paths = {**paths, **search_paths}
     print("Wrote:")
     for path in paths.values():
         print(f"  {path}")
     md = paths["results_md"].read_text(encoding="utf-8")
     table = "\n".join(line for line in md.splitlines() if line.startswith("|"))
     print(f"\n{table}")
+    if search_lines:
+        print("\n" + "\n".join(search_lines))
     return 0
 
 

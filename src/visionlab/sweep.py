@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import re
+import os
 import secrets
 import sys
 import time
@@ -23,6 +24,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 RESULT_FILE = "result.json"
 SUMMARY_COLUMNS = ["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err", "epochs",
                    "wall_time_s", "params", "checkpoint", "skipped_images", "error", "overrides"]
+# The sweep's command-line swept keys, for job processes that launchers start (joblib, submitit,
+# SLURM): their sys.argv is not the user's command, but they inherit the environment.
+SWEPT_KEYS_ENV = "VISIONLAB_SWEPT_KEYS"
 _FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--info", "-i",
                      "--experimental-rerun", "--package", "-p"}
 
@@ -52,6 +56,9 @@ def command_line_overrides(argv: list[str] | None = None) -> list[str]:
 
 def swept_keys(sweeper_params=None, argv: list[str] | None = None) -> set[str]:
     """Keys given several values, on the command line or in an experiment's hydra.sweeper.params."""
+    if argv is None and SWEPT_KEYS_ENV in os.environ:  # a job process of a launcher: not our command line
+        keys = set(json.loads(os.environ[SWEPT_KEYS_ENV]))
+        return keys | swept_keys(sweeper_params, argv=[])
     tokens = command_line_overrides(argv)
     for key, value in (dict(sweeper_params) if sweeper_params else {}).items():
         tokens.append(f"{key}={value}")
@@ -121,6 +128,13 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "vl.hydra_subdir", lambda resume: f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}" if resume else ".hydra",
         use_cache=True)
+    from visionlab.parallel import parallel_jobs  # sizes hydra/launcher=joblib from the cores
+
+    OmegaConf.register_new_resolver("vl.parallel_jobs", parallel_jobs)
+    from visionlab import search  # experiment=search (optuna itself is imported only when a search runs)
+
+    OmegaConf.register_new_resolver("vl.trials_left", search.trials_left)
+    OmegaConf.register_new_resolver("vl.trial_name", search.trial_name)
 
 
 def _ddp_devices() -> int:
@@ -202,9 +216,11 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        os.environ[SWEPT_KEYS_ENV] = json.dumps(sorted(swept_keys(argv=list(config.hydra.overrides.task))))
         print(f"Sweep directory: {sweep_dir}\n  compare runs: tensorboard --logdir {sweep_dir}", flush=True)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        os.environ.pop(SWEPT_KEYS_ENV, None)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         df = write_summary(sweep_dir)
         print(f"\nSweep summary ({len(df)} runs) -> {sweep_dir / 'summary.csv'}\n{format_table(df)}", flush=True)

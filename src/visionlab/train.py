@@ -1,5 +1,6 @@
 """run(cfg): build the datamodule, model and trainer from a composed config; fit; test where the
-test labels are known; record the run's result for the sweep summary. Returns the best val error."""
+test labels are known; record the run's result for the sweep summary. Returns the best val error (1.0, the
+worst, when there is none)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from visionlab.distributed import child_processes_run, is_main_process
 from visionlab.errors import ConfigError, InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import build_net, default_preprocessing
+from visionlab.parallel import apply_threads
 from visionlab.preflight import check_train
 from visionlab.quiet import quiet_lightning
 from visionlab.runlock import RunLock
@@ -35,6 +37,7 @@ from visionlab.sweep import read_result, write_result, write_summary
 
 log = logging.getLogger(__name__)
 
+WORST_ERR = 1.0  # an error rate cannot be worse
 # model.* keys that configure how the classifier trains, not the network's architecture
 CLASSIFIER_KEYS = ("output", "label_smoothing", "channels_last", "freeze", "unfreeze_epoch", "backbone_lr_mult",
                    "layer_decay", "mixup", "cutmix", "mixup_off_epoch")
@@ -185,6 +188,9 @@ def run(cfg: DictConfig) -> float:
         if not multirun:
             print(f"Run folder: {out_dir}", flush=True)
     try:
+        # First: torch sizes its thread pool when data decoding or the model first use it.
+        result["threads"] = apply_threads(cfg.get("threads"),
+                                          HydraConfig.get().launcher if HydraConfig.initialized() else None)
         check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
         check_train_config(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -243,7 +249,9 @@ def run(cfg: DictConfig) -> float:
         if lock is not None:
             lock.release()
     best = result.get("best_val_err")
-    return float("nan") if best is None else float(best)
+    # No finite val error (diverged at once, failed, no validation split): the worst error rate, finite,
+    # so that a sweeper ranks the run last instead of crashing on NaN (hydra-optuna-sweeper, issue 2237).
+    return WORST_ERR if best is None else float(best)
 
 
 def fit_and_test(trainer: pl.Trainer, model: ImageClassifier, dm: ChallengeDataModule, ckpt_path: str | None,

@@ -301,7 +301,14 @@ class ChallengeDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset, shuffle: bool, sampler=None) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False,
+                          pin_memory=self.on_cuda())
+
+    def on_cuda(self) -> bool:
+        """Whether the attached trainer trains on a CUDA device: then batches are pinned, so that
+        Lightning's copy to the GPU (non_blocking on CUDA) overlaps with compute."""
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
