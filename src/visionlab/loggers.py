@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 from lightning_fabric.loggers.logger import rank_zero_experiment
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.loggers import CSVLogger as _CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
@@ -19,9 +20,39 @@ class _AppendingWriter(ExperimentWriter):
                 self.metrics_keys = next(csv.reader(fh), [])
 
 
+SPLITS = ("train/", "val/", "test/")
+
+
 class CSVLogger(_CSVLogger):
-    """pytorch_lightning's CSVLogger, but `python train.py resume=<run>` appends to the run's
-    metrics.csv instead of replacing it with the resumed epochs only."""
+    """pytorch_lightning's CSVLogger, but one row per epoch, and `python train.py resume=<run>` appends
+    to the run's metrics.csv instead of replacing it with the resumed epochs only.
+
+    Lightning logs an epoch in three calls (the learning rate at its first step, the validation
+    metrics, then the training metrics, last): they are merged into one row, written when the
+    training metrics arrive. The row's step is the epoch, as in TensorBoard."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._row: dict = {}
+        self._row_step: int | None = None
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self._row.update(metrics)
+        if any(k.startswith(SPLITS) for k in metrics):  # the classifier logs at step = epoch (the lr monitor not)
+            self._row_step = step
+        if any(k.startswith(("train/", "test/")) for k in metrics):  # the epoch (or the test) is complete
+            self._write_row()
+
+    def _write_row(self) -> None:
+        if self._row:
+            super().log_metrics(self._row, self._row_step)
+        self._row, self._row_step = {}, None
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self._write_row()  # an epoch cut short keeps what it logged
+        super().finalize(status)
 
     @property
     @rank_zero_experiment

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from visionlab.errors import ConfigError, InputError
 
 NO_GPU = "no CUDA GPU visible; use trainer.accelerator=auto or cpu"
+NON_NEGATIVE = ("lr", "weight_decay", "momentum")
 
 
 def check_data_root(cfg: DictConfig) -> None:
@@ -35,9 +36,38 @@ def check_accelerator(cfg: DictConfig) -> None:
             raise ConfigError(f"trainer.accelerator={accelerator}: {NO_GPU}.")
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_training_values(cfg: DictConfig) -> None:
+    """Values torch would reject with a traceback naming no key, after the data has loaded."""
+    epochs = cfg.trainer.get("max_epochs")
+    # -1: Lightning's "until stopped" (early stopping); 0 would record an untrained model as completed
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or (epochs < 1 and epochs != -1)):
+        raise ConfigError(f"trainer.max_epochs={epochs!r} must be a whole number of epochs, at least 1 (or -1: until "
+                          "early stopping ends it).")
+    for key in NON_NEGATIVE:
+        value = (cfg.get("optimizer") or {}).get(key)
+        if value is not None and (not _number(value) or value < 0):
+            raise ConfigError(f"optimizer.{key}={value!r} must be a number of at least 0"
+                              f"{', e.g. optimizer.lr=0.001' if key == 'lr' else ''}.")
+
+
+def check_pretrained(cfg: DictConfig) -> None:
+    """model.pretrained=true with no local weights: the hub must be reachable or the weights cached."""
+    model = cfg.get("model") or {}
+    if model.get("arch") == "timm" and model.get("pretrained") and not model.get("weights"):
+        from visionlab.models.backbones import check_download_possible  # imports timm: only when asked
+
+        check_download_possible(str(model.get("name")))
+
+
 def check_train(cfg: DictConfig) -> None:
+    check_training_values(cfg)
     check_accelerator(cfg)
     check_data_root(cfg)
+    check_pretrained(cfg)
 
 
 def check_predict(cfg: DictConfig) -> None:

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from visionlab.checks import check_train_config
 from visionlab.data import ChallengeDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.distributed import child_processes_run, is_main_process
@@ -192,7 +191,6 @@ def run(cfg: DictConfig) -> float:
         result["threads"] = apply_threads(cfg.get("threads"),
                                           HydraConfig.get().launcher if HydraConfig.initialized() else None)
         check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
-        check_train_config(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
         # one pass over training and test data (a broken test image fails now, not after training),

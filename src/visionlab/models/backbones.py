@@ -109,23 +109,77 @@ def load_weights(model: nn.Module, path: str | Path, head: str = "", allow_parti
 
 def build_timm(name: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
                allow_partial: bool = False, in_chans: int = 3, drop_rate: float = 0.0, **unused) -> nn.Module:
+    download = pretrained and not weights
+    if download:
+        check_download_possible(name)
     try:
-        model = timm.create_model(name, pretrained=pretrained and not weights, num_classes=num_classes,
-                                  in_chans=in_chans, drop_rate=drop_rate)
+        model = timm.create_model(name, pretrained=download, num_classes=num_classes, in_chans=in_chans,
+                                  drop_rate=drop_rate)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise ConfigError(f"model.name={name!r} is not a timm model. List some with "
                              f"`python -c \"import timm; print(timm.list_models('*{name[:6]}*'))\"`.") from None
-        raise
-    except Exception as e:  # hub download failures when offline
-        if pretrained and not weights:
-            raise RuntimeError(f"model.pretrained=true could not fetch {name!r} weights ({type(e).__name__}: "
-                               f"{load_failure(e)}). Offline, pass a local file with model.weights=FILE.") from None
-        raise
+        if not download:
+            raise
+        raise ConfigError(_no_download(name, e)) from None
+    except Exception as e:  # any other hub failure
+        if not download:
+            raise
+        raise ConfigError(_no_download(name, e)) from None
     if weights:
         model.visionlab_weights = load_weights(model, weights, head=model.pretrained_cfg.get("classifier", ""),
                                                allow_partial=allow_partial)
+    elif not pretrained:
+        log.info("model.name=%s trains from random initialisation (model.pretrained=false, no model.weights).", name)
     return model
+
+
+def _no_download(name: str, e: Exception) -> str:
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    return (f"model.pretrained=true could not fetch the {name!r} weights ({type(e).__name__}: {first}). Offline, "
+            "give a local file with model.weights=FILE, or train from scratch with model.pretrained=false.")
+
+
+def check_download_possible(name: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after a minute of hub retries, when the weights are neither cached nor
+    reachable; when they are cached and the hub is not reachable, load them from the cache."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # an unknown name: create_model says so
+        return
+    if cfg is None:
+        return
+    hf_id = getattr(cfg, "hf_hub_id", None)
+    if hf_id:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        url = constants.ENDPOINT
+        repo, _, revision = hf_id.partition("@")
+        cached = any(isinstance(try_to_load_from_cache(repo, f, revision=revision or None), str)
+                     for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
+    else:
+        url = getattr(cfg, "url", None) or ""
+        cached = url and (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).is_file()
+    host = urlparse(url).hostname
+    if not host:
+        return
+    try:
+        socket.create_connection((host, urlparse(url).port or 443), timeout=timeout).close()
+        return
+    except OSError:
+        pass
+    if cached and hf_id:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read the cached copy without asking the hub
+        return
+    if cached:
+        return
+    raise ConfigError(f"model.pretrained=true: the {name!r} weights are not cached here and {host} cannot be "
+                      "reached (offline?). Give a local file with model.weights=FILE, or train from scratch with "
+                      "model.pretrained=false.")
 
 
 def head_name(net: nn.Module) -> str:
