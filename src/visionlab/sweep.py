@@ -88,6 +88,24 @@ def run_name(task_overrides, sweeper_params=None) -> str:
     return safe_name(",".join(chosen))
 
 
+def parse_run_name(name: str) -> dict[str, str] | None:
+    """run_name's inverse, by Hydra's override parser: `model.channels=[32,64],seed=0` ->
+    {'model.channels': '[32,64]', 'seed': '0'} (values as written); None when the name is not made of
+    overrides. A comma ends an override where the text before it parses as one override (a comma
+    inside brackets or quotes does not)."""
+    parser, out, start = OverridesParser.create(), {}, 0
+    for end in [i for i, ch in enumerate(name) if ch == ","] + [len(name)]:
+        try:
+            (override,) = parser.parse_overrides([name[start:end]])
+        except Exception:
+            continue
+        if override.is_sweep_override():  # `a=1,2`: the next part is another key, not a second value
+            continue
+        out[override.key_or_group] = name[start:end].split("=", 1)[1]
+        start = end + 1
+    return out if out and start > len(name) else None
+
+
 # Leaves out what says nothing about the run (where it resumes from) or is the name itself.
 _NOT_IN_RUN_SUFFIX = {"resume", "name"}
 
