@@ -13,7 +13,7 @@ The output is byte-for-byte reproducible.
 Source data, in order of preference:
 
 1. ``--source DIR``: a directory holding the four original idx ``.gz`` files;
-2. Debian's ``fashion-mnist`` package files in ``/usr/share/datasets/fashion-mnist``;
+2. Debian's ``dataset-fashion-mnist`` package (``visionlab.data.fashion_mnist.DEBIAN_DIR``);
 3. ``torchvision.datasets.FashionMNIST(root=<cache dir>, download=True)``.
 
 Usage::
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import io
 import os
 import shutil
@@ -37,88 +36,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from visionlab.data import fashion_mnist
+from visionlab.data.sources import DataError
+
+CLASS_NAMES = fashion_mnist.CLASSES
+DEBIAN_DIR = fashion_mnist.DEBIAN_DIR
+OFFICIAL_SIZES = fashion_mnist.SIZES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "data" / "demo"
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-CLASS_NAMES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
 N_TRAIN = 9_233
 N_TEST = 484
 SEED = 0
-
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-OFFICIAL_SIZES = {"train": 60_000, "test": 10_000}
 
 
 # --------------------------------------------------------------------------- idx
 
 
-class IdxFormatError(ValueError):
-    """An idx file is malformed or not what was expected."""
-
-
-def read_idx(path: str | os.PathLike, expected_ndim: int | None = None) -> np.ndarray:
-    """Read a gzip-compressed idx file (unsigned-byte data) into a numpy array.
-
-    Checks the magic number (two zero bytes, type code 0x08 = uint8, ndim) and
-    that the payload size matches the header. Raises ``IdxFormatError`` naming
-    the file if anything is off.
-    """
-    path = Path(path)
-    try:
-        with gzip.open(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
-        raise IdxFormatError(f"{path}: cannot read as gzip: {exc}") from exc
-    if len(raw) < 4:
-        raise IdxFormatError(f"{path}: too short for an idx header ({len(raw)} bytes)")
-    zero0, zero1, type_code, ndim = raw[0], raw[1], raw[2], raw[3]
-    if zero0 != 0 or zero1 != 0 or type_code != 0x08 or ndim == 0:
-        raise IdxFormatError(
-            f"{path}: bad idx magic number 0x{int.from_bytes(raw[:4], 'big'):08x} "
-            "(expected 0x000008NN: unsigned-byte data with NN dimensions)"
-        )
-    if expected_ndim is not None and ndim != expected_ndim:
-        raise IdxFormatError(f"{path}: idx file has {ndim} dimensions, expected {expected_ndim}")
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise IdxFormatError(f"{path}: truncated idx header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    n_expected = int(np.prod(shape, dtype=np.int64))
-    n_actual = len(raw) - header_len
-    if n_actual != n_expected:
-        raise IdxFormatError(
-            f"{path}: idx payload has {n_actual} bytes, header shape {shape} needs {n_expected}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
-
-
 def load_idx_dir(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Load both official splits from a directory of idx ``.gz`` files."""
-    out = {}
-    for split, (img_name, lbl_name) in IDX_FILES.items():
-        images = read_idx(directory / img_name, expected_ndim=3)
-        labels = read_idx(directory / lbl_name, expected_ndim=1)
-        out[split] = (images, labels)
-    return out
-
-
-def has_idx_files(directory: Path) -> bool:
-    return all((directory / name).is_file() for pair in IDX_FILES.values() for name in pair)
+    """Load both official splits from a directory of idx files (visionlab's reader checks them)."""
+    return {split: fashion_mnist.read_split(directory, split) for split in fashion_mnist.FILES}
 
 
 def load_torchvision(cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -142,11 +79,11 @@ def load_torchvision(cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 def load_source(source: Path | None, cache_dir: Path) -> tuple[dict, str]:
     if source is not None:
-        if not has_idx_files(source):
-            missing = [n for p in IDX_FILES.values() for n in p if not (source / n).is_file()]
-            raise SystemExit(f"--source {source}: missing idx files: {', '.join(missing)}")
+        if not fashion_mnist.has_files(source):
+            raise SystemExit(f"--source {source}: missing idx files; expected "
+                             f"{', '.join(n + '.gz' for pair in fashion_mnist.FILES.values() for n in pair)}")
         return load_idx_dir(source), f"idx files in {source}"
-    if has_idx_files(DEBIAN_DIR):
+    if fashion_mnist.has_files(DEBIAN_DIR):
         return load_idx_dir(DEBIAN_DIR), f"idx files in {DEBIAN_DIR}"
     return load_torchvision(cache_dir), f"torchvision download cached in {cache_dir}"
 
@@ -378,7 +315,7 @@ def main(argv=None) -> int:
 
     try:
         data, where = load_source(args.source, args.cache_dir)
-    except IdxFormatError as exc:
+    except DataError as exc:
         raise SystemExit(f"error: {exc}") from None
     validate(data)
     print(f"source: {where}")

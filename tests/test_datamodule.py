@@ -79,7 +79,7 @@ def test_sort_classes():
 
 
 def make_dm(ch, **kwargs) -> ChallengeDataModule:
-    args = dict(source="challenge", root=str(ch.root), id_col=ch.id_col, label_col=ch.label_col, image_size=16,
+    args = dict(root=str(ch.root), id_col=ch.id_col, label_col=ch.label_col, image_size=16,
                 batch_size=8, val_fraction=0.25, seed=0, solution="solution.csv")
     args.update(kwargs)
     return ChallengeDataModule(**args)
@@ -209,7 +209,6 @@ def test_bad_image_error_and_skip(make_challenge):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(source="kaggle"), "data.source"),
     (dict(val_fraction=1.0), "val_fraction"),
     (dict(subset=0), "data.subset"),
     (dict(image_size=0), "image_size"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 from collections import Counter
 from pathlib import Path
@@ -11,21 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+from visionlab.data import fashion_mnist
 
-CLASS_NAMES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
+CLASS_NAMES = list(fashion_mnist.CLASSES)
 N_TRAIN, N_TEST = 9_233, 484
 # Largest-remainder counts for a balanced 10-class source (6,000 / 1,000 per class).
 TRAIN_PER_CLASS = {923, 924}
@@ -133,20 +121,10 @@ def test_png_format():
 
 # ------------------------------------------------------------------ slow: vs. idx
 
-IDX = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
 needs_idx = pytest.mark.skipif(
-    not all((DEBIAN_DIR / f).is_file() for pair in IDX.values() for f in pair),
-    reason=f"Fashion-MNIST idx files not in {DEBIAN_DIR}",
+    not fashion_mnist.has_files(fashion_mnist.DEBIAN_DIR),
+    reason=f"Fashion-MNIST idx files not in {fashion_mnist.DEBIAN_DIR}",
 )
-
-
-def _idx(path: Path, header_len: int, shape: tuple[int, ...]) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        raw = fh.read()
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
 
 
 @pytest.mark.slow
@@ -155,10 +133,8 @@ def _idx(path: Path, header_len: int, shape: tuple[int, ...]) -> np.ndarray:
 def test_pixels_and_labels_match_original(split, csv_name, provenance_rows):
     from PIL import Image
 
-    img_file, lbl_file = IDX[split]
-    n = 60_000 if split == "train" else 10_000
-    images = _idx(DEBIAN_DIR / img_file, 16, (n, 28, 28))
-    labels = _idx(DEBIAN_DIR / lbl_file, 8, (n,))
+    images, labels = fashion_mnist.read_split(fashion_mnist.DEBIAN_DIR, split)
+    assert images.shape == (fashion_mnist.SIZES[split], 28, 28)
     label_of = {r["image_id"]: r["label"] for r in read_csv(csv_name)}
     rows = [r for r in provenance_rows if r["split"] == split]
 

@@ -12,8 +12,7 @@ from omegaconf import OmegaConf
 
 from visionlab.data.transforms import build_transforms
 from visionlab.sweep import register_resolvers
-from visionlab.train import CLASSIFIER_KEYS, as_dict
-from visionlab.models.factory import build_net
+from visionlab.train import as_dict, build_classifier
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ABLATIONS = sorted(p.stem for p in (CONF / "experiment" / "ablation").glob("*.yaml"))
@@ -23,6 +22,12 @@ register_resolvers()
 def compose_train(overrides):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def build_net(cfg):
+    """The network the model group builds for 10 classes (through the group's _target_, as train.py does)."""
+    size = cfg.data.image_size
+    return build_classifier(cfg, [str(i) for i in range(10)], size, [0.5] * 3, [0.5] * 3).net
 
 
 def test_all_nine_ablation_questions_have_a_preset():
@@ -42,8 +47,7 @@ def test_ablation_preset_sweeps_one_knob_and_every_value_builds(name):
     assert cfg.data.subset and cfg.trainer.max_epochs, "presets state their subset and epochs"
     for value in choices:
         job = compose_train([f"experiment=ablation/{name}", f"{key}={value}"])
-        model_cfg = {k: v for k, v in as_dict(job.model).items() if k not in CLASSIFIER_KEYS}
-        net = build_net(model_cfg, num_classes=10, image_size=job.data.image_size)
+        net = build_net(job)
         x = torch.zeros(2, 3, job.data.image_size, job.data.image_size)
         assert net(x).shape == (2, 10)
         build_transforms(as_dict(job.augmentation).get("transforms"))
@@ -56,7 +60,7 @@ def test_leaderboard_preset_is_a_vgg_style_cnn_on_every_image():
     assert cfg.model.arch == "cnn" and list(cfg.model.channels) == [64, 128, 256] and cfg.model.block_convs == 2
     assert cfg.data.val_fraction == 0 and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.max_epochs == 45
     assert cfg.hydra.runtime.choices["augmentation"] == "light_erase"
-    net = build_net({k: v for k, v in as_dict(cfg.model).items() if k not in CLASSIFIER_KEYS}, 10, cfg.data.image_size)
+    net = build_net(cfg)
     assert sum(p.numel() for p in net.parameters()) == 1_148_874
 
 

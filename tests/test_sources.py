@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionlab.data import sources
+from visionlab.data import fashion_mnist, sources
 from visionlab.data.sources import DataError
 
 from conftest import write_image
@@ -234,29 +234,29 @@ def test_fashion_mnist_reader_on_small_idx_files(tmp_path):
     images = np.arange(5 * 28 * 28, dtype=np.int64).reshape(5, 28, 28) % 256
     write_idx(raw / "train-images-idx3-ubyte.gz", images, 2051)
     write_idx(raw / "train-labels-idx1-ubyte.gz", np.array([9, 0, 1, 2, 9]), 2049)
-    items = sources.fashion_mnist(str(tmp_path), "train")
+    items = fashion_mnist.read(str(tmp_path), "train")
     assert items.ids == [f"train_{i:05d}" for i in range(5)]
     assert items.labels == ["Ankle boot", "T-shirt/top", "Trouser", "Pullover", "Ankle boot"]
     np.testing.assert_array_equal(np.stack(items.images), images)
     # A wrong magic number is reported, naming the file.
     write_idx(raw / "train-labels-idx1-ubyte.gz", np.array([1, 2, 3, 4, 5]), 2051)
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz is not an idx file"):
-        sources.fashion_mnist(str(tmp_path), "train")
+        fashion_mnist.read(str(tmp_path), "train")
 
 
 def test_fashion_mnist_not_found_without_download(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "missing")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "missing")
     with pytest.raises(DataError, match="data.download=true"):
-        sources.fashion_mnist(str(tmp_path / "empty"), "train", download=False)
+        fashion_mnist.read(str(tmp_path / "empty"), "train", download=False)
 
 
 def test_fashion_mnist_download_target_with_null_root(tmp_path, monkeypatch):
     import torchvision.datasets
 
-    from visionlab.data import ChallengeDataModule
+    from visionlab.data import FashionMNISTDataModule
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "missing")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "missing")
     roots = []
 
     class FakeFashionMNIST:
@@ -265,22 +265,19 @@ def test_fashion_mnist_download_target_with_null_root(tmp_path, monkeypatch):
             raise RuntimeError("no network in tests")
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
-    dm = ChallengeDataModule(source="fashion_mnist", root=None, download=True)
+    dm = FashionMNISTDataModule(root=None, download=True)
     with pytest.raises(RuntimeError, match="no network"):
         dm.read_train()
     assert roots == [str(Path("data/fashion_mnist"))]
 
 
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not (DEBIAN / "train-images-idx3-ubyte.gz").is_file(), reason="Debian Fashion-MNIST not installed")
+@pytest.mark.skipif(not fashion_mnist.has_files(fashion_mnist.DEBIAN_DIR), reason="Debian Fashion-MNIST not installed")
 def test_fashion_mnist_reader_on_debian_files():
-    train = sources.fashion_mnist(None, "train")
-    test = sources.fashion_mnist(None, "test")
+    train = fashion_mnist.read(None, "train")
+    test = fashion_mnist.read(None, "test")
     assert len(train) == 60_000 and len(test) == 10_000
     assert train.images[0].shape == (28, 28) and train.images[0].dtype == np.uint8
-    assert set(train.labels) == set(sources.FASHION_MNIST_CLASSES)
+    assert set(train.labels) == set(fashion_mnist.CLASSES)
     assert train.labels[0] == "Ankle boot" and test.labels[:3] == ["Ankle boot", "Pullover", "Trouser"]
     assert test.ids[0] == "test_00000"
     assert all(n == 6000 for n in np.unique(train.labels, return_counts=True)[1])

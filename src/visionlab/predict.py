@@ -15,12 +15,12 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from visionlab.data import ChallengeDataModule, DataError
+from visionlab import groups
+from visionlab.data import DataError
 from visionlab.data.datamodule import ImageDataset
 from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
-from visionlab.models.factory import build_net
 from visionlab.sweep import read_result
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
 
 def restore_model(ckpt: dict) -> ImageClassifier:
     info = ckpt["visionlab"]
-    cfg = OmegaConf.create(info["config"])
+    cfg = OmegaConf.create(groups.upgrade(info["config"]))  # checkpoints from before the groups' _target_ too
     from visionlab.train import build_classifier  # same construction as training
 
     model = build_classifier(cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False,
@@ -188,13 +188,13 @@ def run(cfg: DictConfig) -> Path:
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     total, datamodules = None, {}
     for path, ckpt, info in zip(paths, ckpts, infos):
-        data = data_config(info["config"]["data"], override, replace)
+        data = data_config(groups.upgrade(info["config"])["data"], override, replace)
         data.update(image_size=info["image_size"], interpolation=info["interpolation"])
         if cfg.get("batch_size"):
             data["batch_size"] = cfg.batch_size
         key = (info["image_size"], info["interpolation"])
         if key not in datamodules:
-            dm = ChallengeDataModule(**data, classes=classes)
+            dm = groups.build(data, "data", cfg.get("data_group") or None, classes=classes)
             dm.setup("predict")
             datamodules[key] = dm
         dm = datamodules[key]

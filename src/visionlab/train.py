@@ -22,12 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from visionlab.data import ChallengeDataModule
+from visionlab import groups
+from visionlab.data.datamodule import ImageDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.distributed import child_processes_run, is_main_process
 from visionlab.errors import ConfigError, InputError, load_failure
 from visionlab.models import ImageClassifier
-from visionlab.models.factory import build_net, default_preprocessing
+from visionlab.models.factory import default_preprocessing
 from visionlab.parallel import apply_threads
 from visionlab.preflight import check_train
 from visionlab.quiet import quiet_lightning
@@ -37,16 +38,26 @@ from visionlab.sweep import read_result, write_result, write_summary
 log = logging.getLogger(__name__)
 
 WORST_ERR = 1.0  # an error rate cannot be worse
-# model.* keys that configure how the classifier trains, not the network's architecture
-CLASSIFIER_KEYS = ("output", "label_smoothing", "channels_last", "freeze", "unfreeze_epoch", "backbone_lr_mult",
-                   "layer_decay", "mixup", "cutmix", "mixup_off_epoch")
+BUILT_GROUPS = ("data", "model", "optimizer", "scheduler")  # instantiated from their _target_ (visionlab.groups)
 
 
 def as_dict(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
 
 
-def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: bool = True) -> ChallengeDataModule:
+def choice(group: str) -> str | None:
+    """The option chosen for `group` (`cnn` for model=cnn), for messages; None outside train.py."""
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def check_group_keys(cfg: DictConfig) -> None:
+    """Every built group's keys against its target, before any data is read: a misspelt key in a YAML
+    file fails at once, naming it."""
+    for group in BUILT_GROUPS:
+        groups.check_keys(cfg.get(group), group, choice(group))
+
+
+def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: bool = True) -> ImageDataModule:
     data = as_dict(cfg.data)
     preprocessing = default_preprocessing(cfg.model)
     if data.get("image_size") is None:
@@ -54,17 +65,17 @@ def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: b
     if data.get("interpolation") is None:
         data["interpolation"] = preprocessing["interpolation"] if preprocessing else "bilinear"
     transform = build_transforms(as_dict(cfg.augmentation).get("transforms")) if train else None
-    return ChallengeDataModule(**data, train_transform=transform, classes=classes)
+    return groups.build(data, "data", choice("data"), train_transform=transform, classes=classes)
 
 
 def build_classifier(cfg: DictConfig, classes: list[str], image_size: int, mean, std, load_weights: bool = True,
                      info: dict | None = None) -> ImageClassifier:
-    model_cfg = as_dict(cfg.model)
-    training = {k: model_cfg.pop(k) for k in CLASSIFIER_KEYS if k in model_cfg}
-    model_cfg.pop("sync_bn", None)  # a trainer setting (build_trainer)
-    net = build_net(model_cfg, len(classes), image_size, load_weights)
-    return ImageClassifier(net, len(classes), optimizer=instantiate(cfg.optimizer),
-                           scheduler=as_dict(cfg.get("scheduler")), mean=mean, std=std, info=info, **training)
+    """The model group's builder, given the optimizer and scheduler partials (scheduler=none: None)."""
+    scheduler = cfg.get("scheduler") or {}
+    return groups.build(cfg.model, "model", choice("model"), num_classes=len(classes), image_size=image_size,
+                        optimizer=groups.build(cfg.optimizer, "optimizer", choice("optimizer")),
+                        scheduler=groups.build(scheduler, "scheduler", choice("scheduler")) if "_target_" in scheduler
+                        else None, mean=mean, std=std, info=info, load_weights=load_weights)
 
 
 def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
@@ -123,7 +134,8 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     key=value overrides given with resume= (e.g. trainer.max_epochs=20) still apply, typed as Hydra
     types them (10 an int, 0.001 a float, null None)."""
     run_dir = Path(cfg.paths.output_dir)
-    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    # a folder of a run from before the groups had a _target_ resumes too
+    saved = OmegaConf.create(groups.upgrade(OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))))
     given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     for override in OverridesParser.create().parse_overrides(list(given)):
         key = override.key_or_group
@@ -191,6 +203,7 @@ def run(cfg: DictConfig) -> float:
         result["threads"] = apply_threads(cfg.get("threads"),
                                           HydraConfig.get().launcher if HydraConfig.initialized() else None)
         check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
+        check_group_keys(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build_datamodule(cfg)
         # one pass over training and test data (a broken test image fails now, not after training),
@@ -252,7 +265,7 @@ def run(cfg: DictConfig) -> float:
     return WORST_ERR if best is None else float(best)
 
 
-def fit_and_test(trainer: pl.Trainer, model: ImageClassifier, dm: ChallengeDataModule, ckpt_path: str | None,
+def fit_and_test(trainer: pl.Trainer, model: ImageClassifier, dm: ImageDataModule, ckpt_path: str | None,
                  result: dict) -> None:
     """Train, then test the best checkpoint where the test labels are known; the outcome goes into result."""
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)

@@ -1,14 +1,17 @@
-"""Data: readers (sources), augmentation (transforms), the LightningDataModule (datamodule)."""
+"""Data: readers (sources, fashion_mnist), augmentation (transforms), the LightningDataModules of the
+`data` group's options (datamodule)."""
 
 from visionlab.data.sources import DataError
 
+DATAMODULES = ("ImageDataModule", "ChallengeDataModule", "FolderDataModule", "FashionMNISTDataModule")
 
-def __getattr__(name):  # the datamodule pulls in Lightning: import it only when asked for
-    if name == "ChallengeDataModule":
-        from visionlab.data.datamodule import ChallengeDataModule
 
-        return ChallengeDataModule
+def __getattr__(name):  # the datamodules pull in Lightning: import them only when asked for
+    if name in DATAMODULES:
+        from visionlab.data import datamodule
+
+        return getattr(datamodule, name)
     raise AttributeError(name)
 
 
-__all__ = ["ChallengeDataModule", "DataError"]
+__all__ = [*DATAMODULES, "DataError"]

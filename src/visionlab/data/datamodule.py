@@ -13,12 +13,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from visionlab.data import sources
+from visionlab.data import fashion_mnist, sources
 from visionlab.data.sources import DataError, Items, Problems, Unusable, listing
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("challenge", "folder", "fashion_mnist")
 ON_BAD_IMAGE = ("error", "skip")
 
 
@@ -82,20 +81,34 @@ class ImageDataset(Dataset):
         return x, (-1 if self.labels is None else int(self.labels[i]))
 
 
-class ChallengeDataModule(pl.LightningDataModule):
-    """The `data` config group as a LightningDataModule. `classes` is given when predicting with a
-    trained model (its class names, from the checkpoint); when training it comes from the labels."""
+class ImageDataModule(pl.LightningDataModule):
+    """What every `data` option shares: split, subset, decoding, in-memory cache and loaders. The
+    options (ChallengeDataModule, FolderDataModule, FashionMNISTDataModule) add their own keys and
+    readers. `classes` is given when predicting with a trained model (its class names, from the
+    checkpoint); when training they come from the labels.
 
-    def __init__(self, source: str = "challenge", root: str = ".", train_csv: str = "train.csv",
-                 train_dir: str = "train", test_dir: str = "test", sample_submission: str | None = "sample_submission.csv",
-                 solution: str | None = None, id_col: str = "image_id", label_col: str = "label",
-                 image_size: int = 64, interpolation: str = "bilinear", val_fraction: float = 0.1,
-                 subset: int | None = None, eval_subset: int | None = None, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
-                 on_bad_image: str = "error", cache: str | bool = "auto", download: bool = False,
-                 max_pixels: int | None = sources.MAX_PIXELS, train_transform=None, classes: list[str] | None = None, **unused):
+    Args:
+        root: the data folder (data.root).
+        id_col, label_col: the submission's columns.
+        image_size, interpolation: every image is resized to image_size x image_size with this PIL filter.
+        val_fraction: the stratified validation split's share of the labelled images (0: none).
+        subset: train on this many images (stratified); None: all.
+        eval_subset: at most this many validation and test images (the debug presets).
+        batch_size, num_workers: the loaders'.
+        seed: the split's and the subset's.
+        on_bad_image: "error" (list every unreadable image and stop) or "skip".
+        cache: keep decoded images in memory: "auto" (when they fit), True or False.
+        max_pixels: refuse images above this many pixels from their header (None: no limit).
+        train_transform: the augmentation pipeline (train.py builds it from the augmentation group).
+        classes: the class names, when predicting.
+    """
+
+    def __init__(self, root: str | None, id_col: str = "image_id", label_col: str = "label", image_size: int = 64,
+                 interpolation: str = "bilinear", val_fraction: float = 0.1, subset: int | None = None,
+                 eval_subset: int | None = None, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
+                 on_bad_image: str = "error", cache: str | bool = "auto", max_pixels: int | None = sources.MAX_PIXELS,
+                 train_transform=None, classes: list[str] | None = None):
         super().__init__()
-        if source not in SOURCES:
-            raise DataError(f"data.source={source!r} is not one of {SOURCES}.")
         if on_bad_image not in ON_BAD_IMAGE:
             raise DataError(f"data.on_bad_image={on_bad_image!r} must be one of {ON_BAD_IMAGE}.")
         if not 0 <= val_fraction < 1:
@@ -111,49 +124,35 @@ class ChallengeDataModule(pl.LightningDataModule):
                                 f"{' (or null: no limit)' if key == 'max_pixels' else ''}.")
         if interpolation not in sources.INTERPOLATIONS:
             raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
-        if unused:
-            log.debug("data keys not used by the datamodule: %s", sorted(unused))
-        if root == "???":
-            root = None
-        if root is None and source != "fashion_mnist":
-            raise DataError(f"data.root is not set: give the folder of your download, data.root=DIR.")
-        self.source = source
-        self.root = Path(os.path.expanduser(str(root))) if root is not None else None
-        self.train_csv, self.train_dir, self.test_dir = train_csv, train_dir, test_dir
-        self.sample_submission, self.solution = sample_submission, solution
+        self.root = Path(os.path.expanduser(str(root))) if root not in (None, "???") else None
         self.id_col, self.label_col = id_col, label_col
         self.image_size, self.interpolation = int(image_size), interpolation
         self.val_fraction, self.subset, self.seed = val_fraction, subset, seed
         self.eval_subset = int(eval_subset) if eval_subset else None  # debug presets: decode no more than they use
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.on_bad_image, self.cache, self.download = on_bad_image, cache, download
+        self.on_bad_image, self.cache = on_bad_image, cache
         self.max_pixels = max_pixels
         self.train_transform = train_transform
         self.classes = list(classes) if classes is not None else None
         self.skipped: list[str] = []  # "id: reason" of bad images skipped (data.on_bad_image=skip)
         self.train_set = self.val_set = self.test_set = None
         self.test_items: Items | None = None
-        self.sample = None
+        self.sample = None  # the sample submission, when the option has one
 
-    # ------------------------------------------------------------------ reading
+    def _require_root(self) -> None:
+        if self.root is None:
+            raise DataError("data.root is not set: give the folder of your download, data.root=DIR.")
+
+    # ------------------------------------------------------------------ reading (each option's own)
     def read_train(self, problems: Problems | None = None) -> Items:
-        if self.source == "challenge":
-            return sources.challenge_train(self.root, self.train_csv, self.train_dir, self.id_col, self.label_col,
-                                           problems, skip=self.on_bad_image == "skip")
-        if self.source == "folder":
-            return sources.folder_train(self.root, self.train_dir)
-        return sources.fashion_mnist(None if self.root is None else str(self.root), "train", self.download)
+        raise NotImplementedError
 
     def read_test(self, problems: Problems | None = None) -> Items:
-        if self.source == "fashion_mnist":
-            return sources.fashion_mnist(None if self.root is None else str(self.root), "test", self.download)
-        if self.source == "folder":
-            items, _ = sources.challenge_test(self.root, self.test_dir, None, self.id_col)
-            return items
-        items, self.sample = sources.challenge_test(self.root, self.test_dir, self.sample_submission, self.id_col,
-                                                    self.solution, self.label_col, problems,
-                                                    skip=self.on_bad_image == "skip")
-        return items
+        raise NotImplementedError
+
+    def has_test_images(self) -> bool:
+        """Whether there is a test set to check before training (a challenge may come without one yet)."""
+        return (self.root / self.test_dir).is_dir()
 
     def _cache_fits(self, n: int) -> bool:
         if self.cache in (True, "true", "always"):
@@ -279,10 +278,6 @@ class ChallengeDataModule(pl.LightningDataModule):
             labels = self.label_indices(items.labels, "The test labels") if set(items.labels) <= known else None
         self.test_set = ImageDataset(images, labels, self.image_size, self.interpolation, max_pixels=self.max_pixels)
 
-    def has_test_images(self) -> bool:
-        """Whether there is a test set to check before training (a challenge may come without one yet)."""
-        return self.source == "fashion_mnist" or (self.root / self.test_dir).is_dir()
-
     @property
     def has_test_labels(self) -> bool:
         return self.test_set is not None and self.test_set.labels is not None
@@ -331,3 +326,80 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
+
+
+class ChallengeDataModule(ImageDataModule):
+    """data=challenge (and demo): a training CSV of ids and labels, image folders, a sample submission.
+
+    Args:
+        root: the download's folder; the other paths are relative to it.
+        train_csv: the training labels (id_col, label_col).
+        train_dir, test_dir: the image folders.
+        sample_submission: the submission's format and test ids; None: the test folder's files, sorted.
+        solution: a CSV with the test labels, if known (test error, predict's accuracy).
+        **common: ImageDataModule's keys.
+    """
+
+    def __init__(self, root: str | None = ".", train_csv: str = "train.csv", train_dir: str = "train",
+                 test_dir: str = "test", sample_submission: str | None = "sample_submission.csv",
+                 solution: str | None = None, **common):
+        super().__init__(root, **common)
+        self._require_root()
+        self.train_csv, self.train_dir, self.test_dir = train_csv, train_dir, test_dir
+        self.sample_submission, self.solution = sample_submission, solution
+
+    def read_train(self, problems: Problems | None = None) -> Items:
+        return sources.challenge_train(self.root, self.train_csv, self.train_dir, self.id_col, self.label_col,
+                                       problems, skip=self.on_bad_image == "skip")
+
+    def read_test(self, problems: Problems | None = None) -> Items:
+        items, self.sample = sources.challenge_test(self.root, self.test_dir, self.sample_submission, self.id_col,
+                                                    self.solution, self.label_col, problems,
+                                                    skip=self.on_bad_image == "skip")
+        return items
+
+
+class FolderDataModule(ImageDataModule):
+    """data=folder: one sub-folder per class, <root>/<train_dir>/<class name>/<image>; test images in
+    <root>/<test_dir>.
+
+    Args:
+        root: the data folder.
+        train_dir, test_dir: relative to root.
+        **common: ImageDataModule's keys.
+    """
+
+    def __init__(self, root: str | None, train_dir: str = "train", test_dir: str = "test", **common):
+        super().__init__(root, **common)
+        self._require_root()
+        self.train_dir, self.test_dir = train_dir, test_dir
+
+    def read_train(self, problems: Problems | None = None) -> Items:
+        return sources.folder_train(self.root, self.train_dir)
+
+    def read_test(self, problems: Problems | None = None) -> Items:
+        items, _ = sources.challenge_test(self.root, self.test_dir, None, self.id_col)
+        return items
+
+
+class FashionMNISTDataModule(ImageDataModule):
+    """data=fashion_mnist: the full 60k / 10k Fashion-MNIST from its idx files (data/fashion_mnist.py).
+
+    Args:
+        root: a folder holding the idx files; None: Debian's dataset-fashion-mnist package.
+        download: fetch them with torchvision when no copy is found (needs the internet).
+        **common: ImageDataModule's keys.
+    """
+
+    def __init__(self, root: str | None = None, download: bool = False, **common):
+        super().__init__(root, **common)
+        self.download = download
+
+    def read_train(self, problems: Problems | None = None) -> Items:
+        return fashion_mnist.read(None if self.root is None else str(self.root), "train", self.download)
+
+    def read_test(self, problems: Problems | None = None) -> Items:
+        return fashion_mnist.read(None if self.root is None else str(self.root), "test", self.download)
+
+    def has_test_images(self) -> bool:
+        return True  # the official test split

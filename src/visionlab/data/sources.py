@@ -1,11 +1,10 @@
-"""Readers: a challenge download (CSV + image folder), a class-per-folder tree or Fashion-MNIST's
-idx files -> ids, images (paths or arrays) and label names. Every failure names the file, column
-or key, and says how to fix it."""
+"""Readers: a challenge download (CSV + image folder) or a class-per-folder tree -> ids, images
+(paths or arrays) and label names (Fashion-MNIST's idx files: data/fashion_mnist.py). Every failure
+names the file, column or key, and says how to fix it."""
 
 from __future__ import annotations
 
 import errno
-import gzip
 import logging
 import os
 from contextlib import contextmanager
@@ -23,11 +22,6 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_LISTED = 20  # how many offending entries one error message lists
 
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 # PIL's own bomb check is a process-wide warning/error pair; load_image checks data.max_pixels instead,
 # from the header, so that the limit is a config key and an oversized file is skipped like a broken one.
@@ -377,52 +371,6 @@ def folder_train(root: Path, train_dir: str) -> Items:
         raise DataError(f"Training folder {base} has no class sub-folders with images in them. Layout for "
                         "data=folder: <train_dir>/<class name>/<image file>.")
     return Items(ids, paths, labels)
-
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"Cannot read idx file {path}: {e}. Re-install or re-download Fashion-MNIST.") from None
-    if int.from_bytes(data[:4], "big") != magic:
-        raise DataError(f"{path} is not an idx file (magic number {int.from_bytes(data[:4], 'big')} != {magic}).")
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def fashion_mnist_dir(root: str | None, download: bool) -> Path:
-    """Where Fashion-MNIST's idx files are: data.root, Debian's package, or torchvision's download."""
-    candidates = [Path(root)] if root else []
-    candidates += [DEBIAN_FASHION_MNIST]
-    for c in candidates:
-        for sub in (c, c / "FashionMNIST" / "raw"):
-            if (sub / "train-images-idx3-ubyte.gz").is_file() or (sub / "train-images-idx3-ubyte").is_file():
-                return sub
-    if not download:
-        raise DataError(f"Fashion-MNIST idx files not found in {[str(c) for c in candidates]}. Install Debian's "
-                        "dataset-fashion-mnist package, or set data.download=true (needs the internet).")
-    from torchvision.datasets import FashionMNIST
-
-    target = Path(root or "data/fashion_mnist")
-    FashionMNIST(str(target), train=True, download=True)
-    FashionMNIST(str(target), train=False, download=True)
-    return target / "FashionMNIST" / "raw"
-
-
-def fashion_mnist(root: str | None, split: str, download: bool = False) -> Items:
-    directory = fashion_mnist_dir(root, download)
-    prefix = "train" if split == "train" else "t10k"
-
-    def find(name: str) -> Path:
-        return next((p for p in (directory / f"{name}.gz", directory / name) if p.is_file()), directory / f"{name}.gz")
-
-    images = _read_idx(find(f"{prefix}-images-idx3-ubyte"), 2051)
-    labels = _read_idx(find(f"{prefix}-labels-idx1-ubyte"), 2049)
-    ids = [f"{split}_{i:05d}" for i in range(len(images))]
-    return Items(ids, list(images), [FASHION_MNIST_CLASSES[i] for i in labels])
 
 
 # ----------------------------------------------------------------------------- decoding

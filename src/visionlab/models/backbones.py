@@ -108,7 +108,7 @@ def load_weights(model: nn.Module, path: str | Path, head: str = "", allow_parti
 
 
 def build_timm(name: str, num_classes: int, pretrained: bool = False, weights: str | None = None,
-               allow_partial: bool = False, in_chans: int = 3, drop_rate: float = 0.0, **unused) -> nn.Module:
+               allow_partial: bool = False, in_chans: int = 3, drop_rate: float = 0.0) -> nn.Module:
     download = pretrained and not weights
     if download:
         check_download_possible(name)

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from visionlab.errors import ConfigError
 from visionlab.models.backbones import head_name
-from visionlab.models.schedules import build_scheduler
+from visionlab.models.schedules import lightning_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,14 @@ class ImageClassifier(pl.LightningModule):
     """Takes uint8 images (B, C, H, W); normalises them itself, so a checkpoint carries its own
     preprocessing to predict.py. `info` (config, class names) is stored in every checkpoint."""
 
-    def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: dict | None = None,
+    def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
                  output: str = "softmax", mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
                  label_smoothing: float = 0.0, channels_last: bool = True, freeze: bool = False,
                  unfreeze_epoch: int | None = None, backbone_lr_mult: float = 1.0, layer_decay: float | None = None,
                  mixup: float = 0.0, cutmix: float = 0.0, mixup_off_epoch: int | None = None, info: dict | None = None):
-        """Fine-tuning knobs (all `model.*` keys):
+        """optimizer / scheduler: the `optimizer` and `scheduler` groups' partials (scheduler None: a
+        constant lr), completed in configure_optimizers.
+        Fine-tuning knobs (all `model.*` keys):
         freeze: train the head only, the backbone's weights AND BatchNorm statistics fixed (feature
           extraction); with unfreeze_epoch=N the whole net trains from epoch N (fastai's fine_tune).
         backbone_lr_mult: the backbone's lr is optimizer.lr times this (discriminative learning rates);
@@ -58,7 +60,7 @@ class ImageClassifier(pl.LightningModule):
             self.mixup = Mixup(mixup_alpha=float(mixup), cutmix_alpha=float(cutmix), label_smoothing=label_smoothing,
                                num_classes=num_classes)
         self.net, self.num_classes, self.output = net, num_classes, output
-        self.optimizer_factory, self.scheduler_cfg = optimizer, scheduler
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.channels_last = label_smoothing, channels_last
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
@@ -216,10 +218,12 @@ class ImageClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.param_groups())
+        if self.scheduler_factory is None:
+            return optimizer
         steps = self.trainer.estimated_stepping_batches
         epochs = max(1, self.trainer.max_epochs or 1)
-        scheduler = build_scheduler(optimizer, self.scheduler_cfg, int(steps // epochs), epochs)
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        scheduler = lightning_scheduler(self.scheduler_factory, optimizer, int(steps // epochs), epochs)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

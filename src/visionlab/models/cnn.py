@@ -52,7 +52,7 @@ class CNN(nn.Module):
 
 def build_cnn(num_classes: int, in_channels: int = 3, image_size: int = 28, channels: Sequence[int] = (32, 64, 128),
               bn: bool = True, dropout: float = 0.3, activation: str = "relu", pool: str = "max", head: str = "gap",
-              init: str = "default", kernel_size: int = 3, block_convs: int = 1, **unused) -> CNN:
+              init: str = "default", kernel_size: int = 3, block_convs: int = 1) -> CNN:
     """One conv block per entry of `channels` (a longer list adds blocks), each `block_convs` convs
     deep (VGG style: more layers at the same resolution), then a head:
 

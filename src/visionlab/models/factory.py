@@ -1,37 +1,64 @@
-"""The `model` config group -> a network and the preprocessing it expects."""
+"""The `model` group's targets: one builder per option, each taking that option's keys (no defaults:
+conf/model/<option>.yaml holds them) plus what is known only at run time, and returning the
+ImageClassifier. The keys split here, by name, between the network and the classifier."""
 
 from __future__ import annotations
 
-from visionlab.errors import ConfigError
-
 import functools
-from collections.abc import Mapping
-
-from torch import nn
+from collections.abc import Callable, Mapping, Sequence
 
 from visionlab.models.backbones import build_timm, preprocessing
+from visionlab.models.classifier import ImageClassifier
 from visionlab.models.cnn import build_cnn
 
-ARCHS = ("cnn", "timm")
+
+def cnn_classifier(*, num_classes: int, image_size: int, optimizer: Callable, scheduler: Callable | None,
+                   mean: Sequence[float], std: Sequence[float], info: dict | None = None, load_weights: bool = True,
+                   channels: Sequence[int], block_convs: int, bn: bool, dropout: float, activation: str, pool: str,
+                   head: str, output: str, init: str, kernel_size: int, label_smoothing: float,
+                   channels_last: bool) -> ImageClassifier:
+    """model=cnn: the scratch CNN (models/cnn.py) in an ImageClassifier.
+
+    Args:
+        num_classes, image_size, optimizer, scheduler, mean, std, info: from the run (train.py).
+        load_weights: unused (the CNN has no pretrained weights); predict passes False to every builder.
+        channels, block_convs, bn, dropout, activation, pool, head, init, kernel_size: the network
+            (models.cnn.build_cnn).
+        output, label_smoothing, channels_last: how it trains (ImageClassifier).
+    """
+    net = build_cnn(num_classes, image_size=image_size, channels=channels, block_convs=block_convs, bn=bn,
+                    dropout=dropout, activation=activation, pool=pool, head=head, init=init, kernel_size=kernel_size)
+    return ImageClassifier(net, num_classes, optimizer, scheduler, output=output, mean=mean, std=std,
+                           label_smoothing=label_smoothing, channels_last=channels_last, info=info)
 
 
-def build_net(model_cfg: Mapping, num_classes: int, image_size: int, load_weights: bool = True) -> nn.Module:
-    """load_weights=False builds the bare architecture (predict fills it from a checkpoint)."""
-    cfg = dict(model_cfg)
-    arch = cfg.pop("arch", "cnn")
-    if arch == "cnn":
-        return build_cnn(num_classes=num_classes, image_size=image_size, **cfg)
-    if arch == "timm":
-        if not load_weights:
-            cfg.update(pretrained=False, weights=None)
-        return build_timm(num_classes=num_classes, **cfg)
-    raise ConfigError(f"model.arch={arch!r} is not one of {ARCHS}.")
+def timm_classifier(*, num_classes: int, image_size: int, optimizer: Callable, scheduler: Callable | None,
+                    mean: Sequence[float], std: Sequence[float], info: dict | None = None, load_weights: bool = True,
+                    name: str, pretrained: bool, weights: str | None, allow_partial: bool, drop_rate: float,
+                    output: str, label_smoothing: float, channels_last: bool, freeze: bool,
+                    unfreeze_epoch: int | None, backbone_lr_mult: float, layer_decay: float | None, mixup: float,
+                    cutmix: float, mixup_off_epoch: int | None) -> ImageClassifier:
+    """model=timm (and efficientnet_lite0): a timm backbone with a new head, in an ImageClassifier.
+
+    Args:
+        num_classes, image_size, optimizer, scheduler, mean, std, info: from the run (train.py).
+        load_weights: False builds the bare architecture (predict fills it from a checkpoint).
+        name, pretrained, weights, allow_partial, drop_rate: the network (models.backbones.build_timm).
+        output, label_smoothing, channels_last, freeze, unfreeze_epoch, backbone_lr_mult, layer_decay,
+            mixup, cutmix, mixup_off_epoch: how it trains and fine-tunes (ImageClassifier).
+    """
+    net = build_timm(name, num_classes, pretrained=pretrained and load_weights, weights=weights if load_weights else None,
+                     allow_partial=allow_partial, drop_rate=drop_rate)
+    return ImageClassifier(net, num_classes, optimizer, scheduler, output=output, mean=mean, std=std,
+                           label_smoothing=label_smoothing, channels_last=channels_last, freeze=freeze,
+                           unfreeze_epoch=unfreeze_epoch, backbone_lr_mult=backbone_lr_mult, layer_decay=layer_decay,
+                           mixup=mixup, cutmix=cutmix, mixup_off_epoch=mixup_off_epoch, info=info)
 
 
 def default_preprocessing(model_cfg: Mapping) -> dict | None:
     """What a pretrained backbone was trained with (mean, std, size, interpolation); None for the
-    scratch CNN, whose mean and std come from the training data."""
-    if model_cfg.get("arch", "cnn") != "timm":
+    scratch CNN (no model.name), whose mean and std come from the training data."""
+    if not model_cfg.get("name"):
         return None
     return dict(_timm_preprocessing(model_cfg["name"]))
 

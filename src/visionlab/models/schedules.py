@@ -1,43 +1,57 @@
-"""Learning-rate schedules from the `scheduler` config group, stepped per batch where it matters."""
+"""Learning-rate schedules: the `scheduler` group's YAML names a torch scheduler (or warmup_cosine
+below) as a `_partial_`; lightning_scheduler completes it once the run's step count is known."""
 
 from __future__ import annotations
 
-from visionlab.errors import ConfigError
-
+import inspect
 import math
+from collections.abc import Callable
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, StepLR
-
-KINDS = ("none", "step", "cosine", "onecycle")
+from torch.optim.lr_scheduler import LambdaLR
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict | None, steps_per_epoch: int, max_epochs: int):
-    """A Lightning lr_scheduler dict, or None. Every kind scales each parameter group's own lr, so
-    discriminative learning rates survive scheduling."""
-    cfg = dict(cfg or {})
-    kind = cfg.get("name", "none")
-    if kind not in KINDS:
-        raise ConfigError(f"scheduler.name={kind!r} is not one of {KINDS}.")
-    if kind == "none":
-        return None
-    steps_per_epoch = max(1, steps_per_epoch)
-    total = max(1, steps_per_epoch * max_epochs)
-    if kind == "step":
-        sched = StepLR(optimizer, step_size=int(cfg.get("step_size", 10)), gamma=float(cfg.get("gamma", 0.1)))
-        return {"scheduler": sched, "interval": "epoch"}
-    if kind == "onecycle":
-        sched = OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
-                           pct_start=float(cfg.get("pct_start", 0.25)), div_factor=float(cfg.get("div_factor", 25.0)),
-                           final_div_factor=float(cfg.get("final_div_factor", 1e4)))
-        return {"scheduler": sched, "interval": "step"}
-    warmup = int(round(float(cfg.get("warmup_epochs", 0)) * steps_per_epoch))
-    floor = float(cfg.get("min_lr_ratio", 0.0))
+def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, steps_per_epoch: int, warmup_epochs: float,
+                  min_lr_ratio: float) -> LambdaLR:
+    """Linear warmup, then cosine decay to min_lr_ratio x each group's lr, per step (torch has no
+    warmup + cosine in one scheduler; chaining two with SequentialLR would be longer than this).
+
+    Args:
+        optimizer: its parameter groups' lr are the peaks (discriminative lrs keep their ratios).
+        total_steps, steps_per_epoch: the run's optimizer steps, given by lightning_scheduler.
+        warmup_epochs: epochs (fractions allowed) of linear warmup from lr / warmup steps.
+        min_lr_ratio: the final lr as a fraction of the peak.
+    """
+    warmup = int(round(float(warmup_epochs) * steps_per_epoch))
+    floor = float(min_lr_ratio)
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    return {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}
+    return LambdaLR(optimizer, factor)
+
+
+def lightning_scheduler(factory: Callable, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                        max_epochs: int) -> dict:
+    """Lightning's lr_scheduler dict for the scheduler partial `factory`.
+
+    A scheduler gets what its signature asks for of the run's `total_steps`, `steps_per_epoch` and
+    `max_lr` (each parameter group's own lr, so discriminative lrs survive scheduling). One that
+    knows the run's length in steps is stepped per batch; the others (StepLR's step_size counts
+    epochs) once per epoch.
+
+    Args:
+        factory: the instantiated `scheduler` group (a partial taking the optimizer).
+        optimizer: the optimizer it schedules.
+        steps_per_epoch, max_epochs: the run's length.
+    """
+    steps_per_epoch = max(1, steps_per_epoch)
+    offered = {"total_steps": max(1, steps_per_epoch * max_epochs), "steps_per_epoch": steps_per_epoch,
+               "max_lr": [g["lr"] for g in optimizer.param_groups]}
+    params = inspect.signature(factory).parameters
+    bound = getattr(factory, "keywords", {})
+    given = {k: v for k, v in offered.items() if k in params and k not in bound}
+    return {"scheduler": factory(optimizer, **given), "interval": "step" if "total_steps" in given else "epoch"}

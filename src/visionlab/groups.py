@@ -1,0 +1,126 @@
+"""Config groups -> objects, through Hydra's `_target_`: each group's YAML names what it builds and
+holds its defaults; this module only refuses keys the target does not take (Hydra's struct mode
+refuses them on the command line, but a YAML file may hold anything) and upgrades the configs of
+checkpoints and run folders written before the groups had a `_target_`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from visionlab.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+# Group keys that no constructor takes: the trainer reads model.sync_bn (Lightning's sync_batchnorm);
+# model.arch documents which network the option builds (the _target_ decides).
+READ_ELSEWHERE = {"model": {"sync_bn", "arch"}}
+# Before the groups had a _target_, a name chose the class (data.source) or a YAML file (model.arch,
+# scheduler.name): the only place these names still mean anything.
+OLD_DATA_SOURCES = {"challenge": "visionlab.data.ChallengeDataModule", "folder": "visionlab.data.FolderDataModule",
+                    "fashion_mnist": "visionlab.data.FashionMNISTDataModule"}
+
+
+def _as_dict(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+
+
+def accepted_keys(target: str) -> set[str] | None:
+    """The keyword arguments `target` (a dotted path to a class or function) takes; None when it
+    takes any. A class whose __init__ passes **kwargs on to its parent's takes the parent's too."""
+    obj = get_method(target)
+    functions = [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj) \
+        else [obj]
+    keys: set[str] = set()
+    for fn in functions:
+        params = inspect.signature(fn).parameters.values()
+        keys |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return keys
+    return None
+
+
+def check_keys(node, group: str, choice: str | None = None) -> None:
+    """Refuse a key of `group`'s config that its `_target_` does not take, in one line naming it.
+
+    Args:
+        node: the group's config (DictConfig or dict); nothing is checked without a `_target_`.
+        group: the group's name (`model`), for the message.
+        choice: the option chosen (`cnn`), for the message; default: the target's name.
+    """
+    node = _as_dict(node)
+    target = node.get("_target_")
+    if not target:
+        return
+    try:
+        accepted = accepted_keys(target)
+    except Exception as e:  # not importable: say so, naming the key
+        raise ConfigError(f"{group}._target_={target!r} cannot be imported ({type(e).__name__}: {e}).") from None
+    if accepted is None:
+        return
+    accepted |= READ_ELSEWHERE.get(group, set())
+    given = [k for k in node if k not in RESERVED]
+    unknown = [k for k in given if k not in accepted]
+    if unknown:
+        name = f"{group}={choice}" if choice else f"{group} ({target})"
+        raise ConfigError(f"{group}.{unknown[0]} is not a key of {name}; its keys are "
+                          f"{', '.join(sorted(k for k in given if k in accepted))}. Fix its spelling or remove it.")
+
+
+def build(node, group: str, choice: str | None = None, **runtime):
+    """Check `group`'s keys, then instantiate it (a partial where its YAML says `_partial_: true`).
+
+    Args:
+        node: the group's config.
+        group, choice: for the message of an unknown key (check_keys).
+        **runtime: arguments known only when running (the class count, the image size...); with
+            them, the built partial is called.
+    """
+    check_keys(node, group, choice)
+    config = {k: v for k, v in _as_dict(node).items() if k not in READ_ELSEWHERE.get(group, set())}
+    if not runtime:
+        return instantiate(config, _convert_="all")
+    # Called here, not passed to instantiate: Hydra would merge the runtime objects (an optimizer
+    # factory, a transform pipeline) into an OmegaConf config first.
+    return instantiate({**config, "_partial_": True}, _convert_="all")(**runtime)
+
+
+# ----------------------------------------------------------------------------- configs of before
+
+
+def _option_file(group: str, name: str, key: str) -> dict:
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        raise ConfigError(f"{group}.{key}={name!r} is not one of {options}.")
+    return _as_dict(OmegaConf.load(path))
+
+
+def upgrade(config: Mapping) -> dict:
+    """A whole run config as written before the groups had a `_target_` (checkpoints, .hydra/config.yaml
+    of old run folders) -> today's form: data.source picks the datamodule class; model.arch and
+    scheduler.name pick their YAML file, whose keys fill what the old config lacks. Today's
+    configs pass unchanged.
+
+    Args:
+        config: the run's config as a plain dict.
+    """
+    config = dict(config)
+    data = dict(config.get("data") or {})
+    if data and "_target_" not in data:
+        source = data.pop("source", "challenge")
+        if source not in OLD_DATA_SOURCES:
+            raise ConfigError(f"data.source={source!r} is not one of {list(OLD_DATA_SOURCES)}.")
+        config["data"] = {"_target_": OLD_DATA_SOURCES[source], **data}
+    model = dict(config.get("model") or {})
+    if model and "_target_" not in model:
+        config["model"] = {**_option_file("model", model.get("arch", "cnn"), "arch"), **model}
+    scheduler = dict(config.get("scheduler") or {})
+    if "_target_" not in scheduler:
+        name = scheduler.pop("name", "none")
+        config["scheduler"] = {**_option_file("scheduler", name, "name"), **scheduler}
+    return config
