@@ -66,6 +66,13 @@ def test_parse_run_name_keeps_bracketed_values():
     assert report.parse_run_name("not_an_override") is None
 
 
+def test_split_top_level_reads_sweep_values_as_typed():
+    """The notebooks read the presets' swept values with it (Hydra's parser, booleans as typed)."""
+    assert report.split_top_level("[32],[32,64]") == ["[32]", "[32,64]"]
+    assert report.split_top_level("true,false") == ["true", "false"]
+    assert report.split_top_level("relu") == ["relu"]
+
+
 def test_labels_are_the_swept_values():
     names = ["model.channels=[32,64],seed=0", "model.channels=[32,64],seed=1",
              "model.channels=[16,32],seed=0", "model.channels=[16,32],seed=1"]

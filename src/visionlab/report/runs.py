@@ -238,4 +238,8 @@ def split_top_level(text: str) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     (override,) = OverridesParser.create().parse_overrides([f"key={text}"])
-    return list(override.sweep_string_iterator()) if override.is_sweep_override() else [text]
+    if not override.is_sweep_override():
+        return [text]
+    # booleans as typed (`true`), not as Python prints them
+    return [str(v).lower() if isinstance(v, bool) else s
+            for v, s in zip(override.sweep_iterator(), override.sweep_string_iterator())]
