@@ -54,6 +54,15 @@ def check_training_values(cfg: DictConfig) -> None:
                               f"{', e.g. optimizer.lr=0.001' if key == 'lr' else ''}.")
 
 
+def check_loader_values(batch_size, num_workers, max_pixels, error: type[InputError] = ConfigError) -> None:
+    """data.batch_size / num_workers / max_pixels: whole numbers torch and PIL would take badly."""
+    for key, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                              ("max_pixels", 1 if max_pixels is None else max_pixels, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise error(f"data.{key}={value!r} must be a whole number of at least {least}"
+                              f"{' (or null: no limit)' if key == 'max_pixels' else ''}.")
+
+
 def check_pretrained(cfg: DictConfig) -> None:
     """model.pretrained=true with no local weights: the hub must be reachable or the weights cached."""
     model = cfg.get("model") or {}
@@ -65,6 +74,8 @@ def check_pretrained(cfg: DictConfig) -> None:
 
 def check_train(cfg: DictConfig) -> None:
     check_training_values(cfg)
+    data = cfg.get("data") or {}
+    check_loader_values(data.get("batch_size", 1), data.get("num_workers", 0), data.get("max_pixels"))
     check_accelerator(cfg)
     check_data_root(cfg)
     check_pretrained(cfg)
@@ -108,7 +119,7 @@ def discard_unused_run_dir(cfg: DictConfig) -> Path | None:
     if not single_run() or cfg.get("resume"):
         return None
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    kept = {".hydra", "result.json", f"{HydraConfig.get().job.name}.log"}
+    kept = {".hydra", ".lock", "result.json", f"{HydraConfig.get().job.name}.log"}
     if not run_dir.is_dir() or any(p.name not in kept for p in run_dir.iterdir()):
         return None
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from visionlab.data import fashion_mnist, sources
 from visionlab.data.sources import DataError, Items, Problems, Unusable, listing
+from visionlab.preflight import check_loader_values
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,7 @@ class ImageDataModule(pl.LightningDataModule):
             raise DataError(f"data.subset={subset} must be a positive number of images (or null for all).")
         if image_size is None or int(image_size) < 1:
             raise DataError(f"data.image_size={image_size!r} must be a positive number of pixels.")
-        for key, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                                  ("max_pixels", 1 if max_pixels is None else max_pixels, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise DataError(f"data.{key}={value!r} must be a whole number of at least {least}"
-                                f"{' (or null: no limit)' if key == 'max_pixels' else ''}.")
+        check_loader_values(batch_size, num_workers, max_pixels, error=DataError)
         if interpolation not in sources.INTERPOLATIONS:
             raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
         self.root = Path(os.path.expanduser(str(root))) if root not in (None, "???") else None
