@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from visionlab.budget import check_budget
 from visionlab.errors import ConfigError, InputError
 
 NO_GPU = "no CUDA GPU visible; use trainer.accelerator=auto or cpu"
@@ -65,6 +66,7 @@ def check_pretrained(cfg: DictConfig) -> None:
 
 def check_train(cfg: DictConfig) -> None:
     check_training_values(cfg)
+    check_budget(cfg)
     check_accelerator(cfg)
     check_data_root(cfg)
     check_pretrained(cfg)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from visionlab.budget import apply_budget, keeper
 from visionlab.data import ChallengeDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.distributed import child_processes_run, is_main_process
@@ -204,7 +205,12 @@ def run(cfg: DictConfig) -> float:
         result["params"] = sum(p.numel() for p in model.parameters())
         if getattr(model.net, "visionlab_weights", None):
             result["weights"] = model.net.visionlab_weights
+        budget = apply_budget(cfg, model, dm, start, previous)  # sets trainer.max_epochs when budget= is given
+        if budget:
+            result["budget"] = budget
         trainer = build_trainer(cfg, has_val=dm.val_set is not None)
+        if budget:
+            trainer.callbacks.append(keeper(budget, start))
         with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
             fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
         debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or \
