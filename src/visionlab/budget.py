@@ -126,7 +126,7 @@ def plan(cfg, model, dm, seconds: float, spent: float) -> dict:
     # after the last epoch: the test pass and the pictures' extra pass over val (visionlab.interpret)
     end_s = eval_step * (n_test + n_val) * per_batch + END_FIXED_S
     room = SAFETY * seconds - spent - end_s
-    epochs = math.floor(room / epoch_s) if epoch_s > 0 else 0
+    epochs = round(room / epoch_s) if epoch_s > 0 else 0  # nearest: half an epoch early or late at most
     if epochs < 1:
         raise ConfigError(f"budget={seconds:g}s leaves no room for a single epoch: {spent:.0f} s are spent before "
                           f"training, an epoch takes ~{epoch_s:.1f} s and the test ~{end_s:.1f} s. Give budget= at "
@@ -178,7 +178,7 @@ def keeper(planned: dict, started: float):
             done = trainer.current_epoch + 1
             epoch_s = sum(self.epoch_times) / len(self.epoch_times)
             room = SAFETY * planned["seconds"] - (now - started) - planned["end_s"]
-            target = max(done, done + math.floor(room / epoch_s))
+            target = max(done, done + round(room / epoch_s))
             # Longer only in the first half: stretching a nearly finished schedule would raise its lr again
             late = target > trainer.max_epochs and done > trainer.max_epochs / 2
             if target != trainer.max_epochs and not trainer.should_stop and not late:
