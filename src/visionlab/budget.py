@@ -156,7 +156,7 @@ RESCHEDULED = ("cosine", "onecycle")  # the schedules built from max_epochs (ste
 
 
 def keeper(planned: dict, started: float):
-    """A callback that re-plans at each epoch end from the real epochs' mean time (neighbours' load
+    """A callback that re-plans at each epoch end from the last real epochs' mean time (neighbours' load
     changes, epoch-end work the step timing cannot see): it moves max_epochs and stretches the
     cosine / one-cycle schedule to the new end, so the schedule still completes. The new end goes
     into `planned` (result.json's budget.replanned_epochs)."""
@@ -176,11 +176,12 @@ def keeper(planned: dict, started: float):
             self.epoch_times.append(now - self.epoch_start)
             self.epoch_start = now
             done = trainer.current_epoch + 1
-            epoch_s = sum(self.epoch_times) / len(self.epoch_times)
+            recent = self.epoch_times[-3:]  # the last few: follows a neighbour's load as it comes and goes
+            epoch_s = sum(recent) / len(recent)
             room = SAFETY * planned["seconds"] - (now - started) - planned["end_s"]
             target = max(done, done + round(room / epoch_s))
-            # Longer only in the first half: stretching a nearly finished schedule would raise its lr again
-            late = target > trainer.max_epochs and done > trainer.max_epochs / 2
+            # Longer only in the first 3/4: stretching a nearly finished schedule would raise its lr again
+            late = target > trainer.max_epochs and done > 0.75 * trainer.max_epochs
             if target != trainer.max_epochs and not trainer.should_stop and not late:
                 log.info("budget: epochs take %.1f s: %d epochs instead of %d", epoch_s, target, trainer.max_epochs)
                 trainer.fit_loop.max_epochs = target
