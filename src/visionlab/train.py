@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from visionlab.budget import apply_budget, keeper
 from visionlab.data import ChallengeDataModule
+from visionlab.data.batch_augment import BatchAugmentation
 from visionlab.data.transforms import build_transforms
 from visionlab.distributed import child_processes_run, is_main_process
 from visionlab.errors import ConfigError, InputError, load_failure
@@ -54,7 +55,9 @@ def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: b
         data["image_size"] = preprocessing["image_size"] if preprocessing else 28
     if data.get("interpolation") is None:
         data["interpolation"] = preprocessing["interpolation"] if preprocessing else "bilinear"
-    transform = build_transforms(as_dict(cfg.augmentation).get("transforms")) if train else None
+    augmentation = as_dict(cfg.augmentation)
+    # augmentation.batched: the transforms run on whole batches in the trainer (visionlab.data.batch_augment)
+    transform = build_transforms(augmentation.get("transforms")) if train and not augmentation.get("batched") else None
     return ChallengeDataModule(**data, train_transform=transform, classes=classes)
 
 
@@ -193,6 +196,9 @@ def run(cfg: DictConfig) -> float:
                                           HydraConfig.get().launcher if HydraConfig.initialized() else None)
         check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        augmentation = as_dict(cfg.augmentation)
+        batch_augmentation = BatchAugmentation(augmentation.get("transforms") or []) \
+            if augmentation.get("batched") else None  # an unsupported transform fails now, before the data
         dm = build_datamodule(cfg)
         # one pass over training and test data (a broken test image fails now, not after training),
         # so that one error lists every problem of both
@@ -211,6 +217,8 @@ def run(cfg: DictConfig) -> float:
         trainer = build_trainer(cfg, has_val=dm.val_set is not None)
         if budget:
             trainer.callbacks.append(keeper(budget, start))
+        if batch_augmentation is not None:
+            trainer.callbacks.insert(0, batch_augmentation)  # before the callbacks that look at the batch
         with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
             fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
         debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or \
