@@ -8,8 +8,6 @@ import logging
 import os
 import warnings
 
-import torch
-
 from visionlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -77,6 +75,8 @@ def threads_per_job(threads=None, launcher=None) -> int | None:
 def apply_threads(threads=None, launcher=None) -> int:
     """Set torch's intra-op threads for this job; call before building data or models (both start
     thread pools). Returns the thread count in force."""
+    import torch  # here: the resolvers that import this module run for `train.py --help` too
+
     n = threads_per_job(threads, launcher)
     if n is not None and n != torch.get_num_threads():
         torch.set_num_threads(n)
