@@ -46,3 +46,29 @@ def test_time_to_accuracy_benchmark_prints_reached_and_unreached_thresholds_and_
     epoch2 = float(re.search(r"epoch 2/2 .*\((\d+\.\d)s\)", proc.stdout).group(1))
     assert curve["train_time_s"].diff().iloc[1] <= epoch2 + 0.5, (curve, epoch2)
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pipeline_benchmark_loader_prints_each_loader_against_training(tmp_path):
+    proc = run_cli(["loader", "--images", "256", "--repeats", "1", "--threads", "1"], tmp_path,
+                   script="benchmarks/pipeline.py")
+    assert re.search(r"training \(Lightning, default CNN, no augmentation\) +\d+ img/s", proc.stdout), proc.stdout
+    for side in (r"\(albumentations per image\)", r"data\.num_workers=2", r"augmentation\.batched=true"):
+        assert re.search(side + r" +\d+ img/s +loader / training +\d+\.\d\d \(runs: [\d., ]+\)", proc.stdout), proc.stdout
+
+
+def test_pipeline_benchmark_predict_prints_img_s_and_peak_memory(tmp_path):
+    proc = run_cli(["predict", "--train", "data.subset=300 trainer.max_epochs=1"], tmp_path,
+                   script="benchmarks/pipeline.py")
+    assert re.search(r"predict: 10000 images \(official 10k test split\) in \d+\.\d\d s = \d+ img/s", proc.stdout), proc.stdout
+    peak = re.search(r"peak resident memory: (\d+) MiB \(after imports, before predicting: (\d+) MiB", proc.stdout)
+    assert peak and int(peak.group(1)) >= int(peak.group(2)) > 0, proc.stdout
+
+
+def test_pipeline_benchmark_startup_times_help_and_the_first_step(tmp_path):
+    proc = run_cli(["startup", "--repeats", "1"], tmp_path, script="benchmarks/pipeline.py")
+    figures = dict(re.findall(r"^  (.+?) +(\d+\.\d\d) s  \(runs", proc.stdout, re.M))
+    assert set(figures) == {"python train.py --help", "python -c 'import visionlab.train'",
+                            "train: to the start of fit", "train: to the end of the first step"}, proc.stdout
+    assert 0 < float(figures["train: to the start of fit"]) < float(figures["train: to the end of the first step"])
+    assert re.search(r"slowest top-level imports of `import visionlab.train` \(cumulative\): \w+ \d+\.\d\d s",
+                     proc.stdout), proc.stdout
