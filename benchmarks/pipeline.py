@@ -55,7 +55,9 @@ def cmd_loader(args) -> None:
     from visionlab.data.datamodule import ImageDataset
     from visionlab.data.transforms import build_transforms
     from visionlab.parallel import apply_threads
+    from visionlab.quiet import quiet_lightning
 
+    quiet_lightning()
     threads = apply_threads(args.threads, None)
     group = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "augmentation" / f"{args.augmentation}.yaml"))
     images, labels = data(args.images, 28)

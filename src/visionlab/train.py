@@ -216,7 +216,8 @@ def run(cfg: DictConfig) -> float:
             result["budget"] = budget
         trainer = build_trainer(cfg, has_val=dm.val_set is not None)
         if budget:
-            trainer.callbacks.append(keeper(budget, start))
+            # a resumed run's budget already spent its earlier wall time
+            trainer.callbacks.append(keeper(budget, start - float(previous.get("wall_time_s") or 0.0)))
         if batch_augmentation is not None:
             trainer.callbacks.insert(0, batch_augmentation)  # before the callbacks that look at the batch
         with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
