@@ -6,7 +6,9 @@ that transfer between machines.
 
 First, in the same process, the fixed reference: the plain PyTorch loop of ../shared/BASELINES.md
 (benchmarks/throughput.py's: the 94k scratch CNN, fp32, batch 128, in-memory tensors) for
---reference-steps steps after a short warm-up, giving the machine's reference img/s. Then the preset
+--reference-steps steps after a short warm-up, giving the machine's reference img/s; it is measured
+again after the run, and the mean of the two is used (a warning says when they differ by > 20 %:
+a neighbour's load changed meanwhile). Then the preset
 trains through the real framework (the composed train config, visionlab.train.run) with a callback
 that scores the model on the 10k split at every epoch end and leaves its own time out of the
 training time. Every time is also given as reference images: seconds x reference img/s, i.e. how
@@ -113,11 +115,17 @@ def main() -> None:
     # the thread count the run will use (threads= among the overrides, else the cores), for the reference too
     given = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("threads=")), None)
     threads = apply_threads(None if given in (None, "null") else int(given), None)
-    ref = reference_img_s(args.reference_steps)
+    before = reference_img_s(args.reference_steps)
     print(f"reference: plain PyTorch loop (BASELINES.md scratch CNN, fp32, batch {BATCH}), {args.reference_steps} "
-          f"steps, {threads} threads: {ref:.0f} img/s", flush=True)
+          f"steps, {threads} threads: {before:.0f} img/s", flush=True)
 
     start, result = train(args.overrides, out / "run", out / "run" / "test_curve_raw.csv")
+    # measured again after the run: a machine whose load changed meanwhile shows it here
+    after = reference_img_s(args.reference_steps)
+    ref = (before + after) / 2
+    print(f"reference after the run: {after:.0f} img/s; normalised with their mean, {ref:.0f} img/s"
+          + (f" (WARNING: they differ by {abs(after - before) / ref:.0%}: the machine's load changed; the normalised "
+             "figures are approximate)" if abs(after - before) > 0.2 * ref else ""), flush=True)
     df = curve_table(out / "run" / "test_curve_raw.csv", start, ref)
     df.to_csv(out / "curve.csv", index=False)
     title = f"{' '.join(args.overrides) or 'defaults'}; {torch.get_num_threads()} threads, reference {ref:.0f} img/s"
