@@ -3,10 +3,11 @@ schedule (built from trainer.max_epochs) runs to its end instead of being cut of
 `max_time` would cut it.
 
 The plan: time a few real training and evaluation steps of the built model (state restored
-afterwards), then  epochs = (budget - time spent so far - test and end-of-run work) / epoch time.
-The budget counts what result.json's wall_time_s counts: from run() on (Python's own start-up,
-about 3 s of imports, comes before it). Parsing is here too, without heavy imports, for the
-preflight check."""
+afterwards), then  epochs = (97 % of the budget - time spent so far - test and end-of-run work) /
+epoch time, to the nearest epoch. At each epoch end the keeper re-plans from the real epochs and
+stretches the schedule to the new end. The budget counts what result.json's wall_time_s counts:
+from run() on (Python's imports, several seconds, come before it). Parsing is here too, without
+heavy imports, for the preflight check."""
 
 from __future__ import annotations
 
