@@ -81,3 +81,16 @@ def test_a_replanned_run_stretches_its_schedule_to_the_new_end(name):
     assert lrs[19] > 0.01  # step 40, where the old 4-epoch schedule ended at its floor
     assert lrs[-1] < 1e-4  # the new last step: the schedule's end
     assert max(lrs) <= 0.1 + 1e-9 and lrs[0] > 0.05  # from where it was, not restarted from the warm-up
+
+
+def test_a_resumed_budget_run_keeps_its_plan_without_measuring_again():
+    """resume= continues the schedule it started: the epochs come from result.json's plan (as last
+    re-planned), not from a new timing (no model or data is touched: both are None here)."""
+    from omegaconf import OmegaConf
+
+    from visionlab.budget import apply_budget
+
+    cfg = OmegaConf.create({"budget": "5m", "resume": "outputs/train/runs/x", "trainer": {"max_epochs": 45}})
+    previous = {"budget": {"seconds": 300.0, "planned_epochs": 9, "replanned_epochs": 11}, "wall_time_s": 120.0}
+    plan = apply_budget(cfg, None, None, 0.0, previous)
+    assert cfg.trainer.max_epochs == 11 and plan is previous["budget"]
