@@ -20,3 +20,57 @@ def test_throughput_benchmark_prints_both_sides_and_the_ratio(tmp_path, model, p
     assert re.search(r"plain PyTorch loop : +\d+ img/s", proc.stdout)
     assert re.search(r"visionlab \(Lightning\): +\d+ img/s", proc.stdout)
     assert re.search(r"ratio visionlab / plain, median of back-to-back pairs: \d+\.\d\d \(pairs: [\d., ]+\)", proc.stdout)
+
+
+def test_time_to_accuracy_benchmark_prints_reached_and_unreached_thresholds_and_writes_the_curve(tmp_path):
+    """2 epochs on 300 images: 0.05 on the 10k split is reached at once, 0.99 is not; every figure
+    comes in seconds and in reference images; curve.csv has one row per epoch and curve.png is a PNG."""
+    out = tmp_path / "tta"
+    proc = run_cli(["--out", out, "--reference-steps", "10", "--thresholds", "0.05,0.99", "data.subset=300",
+                    "trainer.max_epochs=2", "threads=1", "logger=csv"], tmp_path, script="benchmarks/time_to_accuracy.py")
+    before = re.search(r"reference: plain PyTorch loop .*: (\d+) img/s", proc.stdout)
+    ref = re.search(r"reference after the run: (\d+) img/s; normalised with their mean, (\d+) img/s", proc.stdout)
+    assert before and ref and int(before.group(1)) > 0, proc.stdout
+    assert abs(int(ref.group(2)) - (int(before.group(1)) + int(ref.group(1))) / 2) <= 1
+    reached = re.search(r"time-to-0\.05: (\d+\.\d) s = (\d+\.\d+) M reference images \(epoch 1, accuracy (0\.\d+)\)",
+                        proc.stdout)
+    assert reached, proc.stdout
+    seconds, mimages = float(reached.group(1)), float(reached.group(2))
+    assert mimages == pytest.approx(seconds * int(ref.group(2)) / 1e6, abs=2e-3)
+    assert re.search(r"time-to-0\.99: not reached \(best 0\.\d+ in 2 epochs\)", proc.stdout), proc.stdout
+    import pandas as pd
+
+    curve = pd.read_csv(out / "curve.csv")
+    assert list(curve["epoch"]) == [1, 2]
+    assert curve["train_time_s"].is_monotonic_increasing and (curve["train_time_s"] > 0).all()
+    assert ((curve["test_acc"] > 0) & (curve["test_acc"] <= 1)).all()
+    # the 10k evaluation after epoch 1 (seconds) is left out: epoch 2 adds what the run printed for it
+    epoch2 = float(re.search(r"epoch 2/2 .*\((\d+\.\d)s\)", proc.stdout).group(1))
+    assert curve["train_time_s"].diff().iloc[1] <= epoch2 + 0.5, (curve, epoch2)
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pipeline_benchmark_loader_prints_each_loader_against_training(tmp_path):
+    proc = run_cli(["loader", "--images", "256", "--repeats", "1", "--threads", "1"], tmp_path,
+                   script="benchmarks/pipeline.py")
+    assert re.search(r"training \(Lightning, default CNN, no augmentation\) +\d+ img/s", proc.stdout), proc.stdout
+    for side in (r"\(albumentations per image\)", r"data\.num_workers=2", r"augmentation\.batched=true"):
+        assert re.search(side + r" +\d+ img/s +loader / training +\d+\.\d\d \(runs: [\d., ]+\)", proc.stdout), proc.stdout
+
+
+def test_pipeline_benchmark_predict_prints_img_s_and_peak_memory(tmp_path):
+    proc = run_cli(["predict", "--train", "data.subset=300 trainer.max_epochs=1"], tmp_path,
+                   script="benchmarks/pipeline.py")
+    assert re.search(r"predict: 10000 images \(official 10k test split\) in \d+\.\d\d s = \d+ img/s", proc.stdout), proc.stdout
+    peak = re.search(r"peak resident memory: (\d+) MiB \(after imports, before predicting: (\d+) MiB", proc.stdout)
+    assert peak and int(peak.group(1)) >= int(peak.group(2)) > 0, proc.stdout
+
+
+def test_pipeline_benchmark_startup_times_help_and_the_first_step(tmp_path):
+    proc = run_cli(["startup", "--repeats", "1"], tmp_path, script="benchmarks/pipeline.py")
+    figures = dict(re.findall(r"^  (.+?) +(\d+\.\d\d) s  \(runs", proc.stdout, re.M))
+    assert set(figures) == {"python train.py --help", "python -c 'import visionlab.train'",
+                            "train: to the start of fit", "train: to the end of the first step"}, proc.stdout
+    assert 0 < float(figures["train: to the start of fit"]) < float(figures["train: to the end of the first step"])
+    assert re.search(r"slowest top-level imports of `import visionlab.train` \(cumulative\): \w+ \d+\.\d\d s",
+                     proc.stdout), proc.stdout

@@ -75,7 +75,7 @@ def threads_per_job(threads=None, launcher=None) -> int | None:
 def apply_threads(threads=None, launcher=None) -> int:
     """Set torch's intra-op threads for this job; call before building data or models (both start
     thread pools). Returns the thread count in force."""
-    import torch  # here, not at the top: the resolvers import this module before the cheap checks
+    import torch  # here, not at the top: the resolvers import this module for `--help` and before the cheap checks
 
     n = threads_per_job(threads, launcher)
     if n is not None and n != torch.get_num_threads():

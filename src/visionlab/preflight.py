@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from visionlab.budget import check_budget
 from visionlab.errors import ConfigError, InputError
 
 NO_GPU = "no CUDA GPU visible; use trainer.accelerator=auto or cpu"
@@ -76,6 +77,7 @@ def check_train(cfg: DictConfig) -> None:
     check_training_values(cfg)
     data = cfg.get("data") or {}
     check_loader_values(data.get("batch_size", 1), data.get("num_workers", 0), data.get("max_pixels"))
+    check_budget(cfg)
     check_accelerator(cfg)
     check_data_root(cfg)
     check_pretrained(cfg)

@@ -12,11 +12,14 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +204,8 @@ def read_result(run_dir: Path) -> dict:
 
 
 def collect_results(sweep_dir: Path) -> pd.DataFrame:
+    import pandas as pd  # here, not at the top: `train.py --help` imports this module
+
     rows = [read_result(path.parent) for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"))]
     df = pd.DataFrame(rows)
     if df.empty:
@@ -214,6 +219,8 @@ def collect_results(sweep_dir: Path) -> pd.DataFrame:
 
 
 def format_table(df: pd.DataFrame) -> str:
+    import pandas as pd
+
     view = df[["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err", "wall_time_s"]].copy()
     for col in ("best_val_err", "final_train_err", "test_err"):
         view[col] = view[col].map(lambda v: "" if v is None or pd.isna(v) else f"{float(v):.4f}")

@@ -23,6 +23,8 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from visionlab import groups
+from visionlab.budget import apply_budget, keeper
+from visionlab.data.batch_augment import BatchAugmentation
 from visionlab.data.datamodule import ImageDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.distributed import child_processes_run, is_main_process
@@ -64,7 +66,9 @@ def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: b
         data["image_size"] = preprocessing["image_size"] if preprocessing else 28
     if data.get("interpolation") is None:
         data["interpolation"] = preprocessing["interpolation"] if preprocessing else "bilinear"
-    transform = build_transforms(as_dict(cfg.augmentation).get("transforms")) if train else None
+    augmentation = as_dict(cfg.augmentation)
+    # augmentation.batched: the transforms run on whole batches in the trainer (visionlab.data.batch_augment)
+    transform = build_transforms(augmentation.get("transforms")) if train and not augmentation.get("batched") else None
     return groups.build(data, "data", choice("data"), train_transform=transform, classes=classes)
 
 
@@ -205,6 +209,9 @@ def run(cfg: DictConfig) -> float:
         check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
         check_group_keys(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        augmentation = as_dict(cfg.augmentation)
+        batch_augmentation = BatchAugmentation(augmentation.get("transforms") or []) \
+            if augmentation.get("batched") else None  # an unsupported transform fails now, before the data
         dm = build_datamodule(cfg)
         # one pass over training and test data (a broken test image fails now, not after training),
         # so that one error lists every problem of both
@@ -217,7 +224,15 @@ def run(cfg: DictConfig) -> float:
         result["params"] = sum(p.numel() for p in model.parameters())
         if getattr(model.net, "visionlab_weights", None):
             result["weights"] = model.net.visionlab_weights
+        budget = apply_budget(cfg, model, dm, start, previous)  # sets trainer.max_epochs when budget= is given
+        if budget:
+            result["budget"] = budget
         trainer = build_trainer(cfg, has_val=dm.val_set is not None)
+        if budget:
+            # a resumed run's budget already spent its earlier wall time
+            trainer.callbacks.append(keeper(budget, start - float(previous.get("wall_time_s") or 0.0)))
+        if batch_augmentation is not None:
+            trainer.callbacks.insert(0, batch_augmentation)  # before the callbacks that look at the batch
         with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
             fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
         debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or \

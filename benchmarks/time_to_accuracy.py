@@ -1,0 +1,148 @@
+"""Time to accuracy of a preset on the official 10k Fashion-MNIST test split, in seconds and in units
+that transfer between machines.
+
+    python benchmarks/time_to_accuracy.py experiment=leaderboard [more train.py overrides]
+        [--out DIR] [--reference-steps 200] [--thresholds 0.90,0.92,0.93]
+
+First, in the same process, the fixed reference: the plain PyTorch loop of ../shared/BASELINES.md
+(benchmarks/throughput.py's: the 94k scratch CNN, fp32, batch 128, in-memory tensors) for
+--reference-steps steps after a short warm-up, giving the machine's reference img/s; it is measured
+again after the run, and the mean of the two is used (a warning says when they differ by > 20 %:
+a neighbour's load changed meanwhile). Then the preset
+trains through the real framework (the composed train config, visionlab.train.run) with a callback
+that scores the model on the 10k split at every epoch end and leaves its own time out of the
+training time. Every time is also given as reference images: seconds x reference img/s, i.e. how
+many images the reference loop trains in that time (a machine twice as fast halves the seconds and
+keeps the reference images). Prints time-to-each-threshold (or "not reached") and writes curve.csv
+and curve.png to --out (default outputs/benchmarks/time_to_accuracy/<time>/), the run in run/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py, the reference loop
+from throughput import data as reference_data, plain_loop  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 128
+
+
+def reference_img_s(steps: int) -> float:
+    """The plain loop's training img/s on this machine now (after an untimed 4-batch warm-up)."""
+    images, labels = reference_data(steps * BATCH, 28)
+    plain_loop("cnn", images[:4 * BATCH], labels[:4 * BATCH], 28, BATCH, "32")
+    return plain_loop("cnn", images, labels, 28, BATCH, "32")
+
+
+def train(overrides: list[str], run_dir: Path, curve_raw: Path) -> tuple[float, dict]:
+    """visionlab.train.run on the composed config with the 10k callback; returns (start time, result.json)."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from visionlab.sweep import register_resolvers
+    from visionlab.train import run
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}"])
+    with open_dict(cfg):
+        cfg.callbacks = cfg.callbacks or {}
+        cfg.callbacks.test_curve = {"_target_": "visionlab.curve.AccuracyCurve", "output": str(curve_raw)}
+    start = time.time()
+    run(cfg)
+    return start, json.loads((run_dir / "result.json").read_text())
+
+
+def curve_table(raw: Path, start: float, ref_img_s: float) -> pd.DataFrame:
+    df = pd.read_csv(raw)
+    df["train_time_s"] = (df["epoch_end_unix"] - df["excluded_s"] - start).round(2)
+    df["reference_mimages"] = (df["train_time_s"] * ref_img_s / 1e6).round(4)
+    return df[["epoch", "train_time_s", "reference_mimages", "test_acc"]]
+
+
+def time_to(df: pd.DataFrame, threshold: float):
+    reached = df[df["test_acc"] >= threshold]
+    return None if reached.empty else reached.iloc[0]
+
+
+def plot(df: pd.DataFrame, thresholds, ref_img_s: float, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(df["train_time_s"], df["test_acc"], marker="o", ms=3)
+    for t in thresholds:
+        ax.axhline(t, color="grey", lw=0.7, ls="--")
+    ax.set_xlabel("training wall time (s)")
+    ax.set_ylabel("accuracy, official 10k test split")
+    ax.set_title(title, fontsize=9)
+    top = ax.secondary_xaxis("top", functions=(lambda s: s * ref_img_s / 1e6, lambda m: m * 1e6 / ref_img_s))
+    top.set_xlabel(f"million reference images (reference: {ref_img_s:.0f} img/s)")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. experiment=leaderboard")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--reference-steps", type=int, default=200, help="steps of the reference loop (batch 128)")
+    parser.add_argument("--thresholds", type=lambda s: [float(t) for t in s.split(",")], default=[0.90, 0.92, 0.93],
+                        help="accuracies to time, comma-separated (default 0.90,0.92,0.93)")
+    args = parser.parse_args()
+    out = args.out or REPO / "outputs" / "benchmarks" / "time_to_accuracy" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+
+    import torch
+
+    from visionlab.parallel import apply_threads
+
+    # the thread count the run will use (threads= among the overrides, else the cores), for the reference too
+    given = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("threads=")), None)
+    threads = apply_threads(None if given in (None, "null") else int(given), None)
+    before = reference_img_s(args.reference_steps)
+    print(f"reference: plain PyTorch loop (BASELINES.md scratch CNN, fp32, batch {BATCH}), {args.reference_steps} "
+          f"steps, {threads} threads: {before:.0f} img/s", flush=True)
+
+    start, result = train(args.overrides, out / "run", out / "run" / "test_curve_raw.csv")
+    # measured again after the run: a machine whose load changed meanwhile shows it here
+    after = reference_img_s(args.reference_steps)
+    ref = (before + after) / 2
+    print(f"reference after the run: {after:.0f} img/s; normalised with their mean, {ref:.0f} img/s"
+          + (f" (WARNING: they differ by {abs(after - before) / ref:.0%}: the machine's load changed; the normalised "
+             "figures are approximate)" if abs(after - before) > 0.2 * ref else ""), flush=True)
+    df = curve_table(out / "run" / "test_curve_raw.csv", start, ref)
+    df.to_csv(out / "curve.csv", index=False)
+    title = f"{' '.join(args.overrides) or 'defaults'}; {torch.get_num_threads()} threads, reference {ref:.0f} img/s"
+    plot(df, args.thresholds, ref, title, out / "curve.png")
+
+    print(f"preset: {' '.join(args.overrides) or '(defaults)'}; status {result.get('status')}, "
+          f"wall time {result.get('wall_time_s')} s (with the 10k evaluations: {df.shape[0]} of them, left out below)")
+    print(df.to_string(index=False))
+    for t in args.thresholds:
+        row = time_to(df, t)
+        if row is None:
+            print(f"time-to-{t:.2f}: not reached (best {df['test_acc'].max():.4f} in {len(df)} epochs)")
+        else:
+            print(f"time-to-{t:.2f}: {row['train_time_s']:.1f} s = {row['reference_mimages']:.3f} M reference images "
+                  f"(epoch {int(row['epoch'])}, accuracy {row['test_acc']:.4f})")
+    print(f"curve: {out / 'curve.csv'}, {out / 'curve.png'}")
+
+
+if __name__ == "__main__":
+    main()
