@@ -26,7 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from visionlab.data.datamodule import ImageDataset
-from visionlab.data.sources import fashion_mnist, load_image
+from visionlab.data import fashion_mnist
+from visionlab.data.sources import load_image
 from visionlab.models import ImageClassifier, build_cnn
 from visionlab.models.backbones import build_timm
 
@@ -41,7 +42,7 @@ def make_net(kind: str, image_size: int):
 
 
 def data(n: int, image_size: int):
-    items = fashion_mnist(None, "train")
+    items = fashion_mnist.read(None, "train")
     classes = sorted(set(items.labels))
     idx = np.random.default_rng(0).choice(len(items), n, replace=False)
     images = [load_image(items.images[i], image_size, "bilinear") for i in idx]

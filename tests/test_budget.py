@@ -4,6 +4,7 @@ budget. The one timed test here is the one the issue asks for; the rest check pa
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -58,19 +59,22 @@ def test_a_replanned_run_stretches_its_schedule_to_the_new_end(name):
     import torch
     from pytorch_lightning.core.optimizer import LightningOptimizer  # noqa: F401  (Lightning's types load)
 
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
     from visionlab.budget import _stretch_schedule
-    from visionlab.models.schedules import build_scheduler
+    from visionlab.models.schedules import lightning_scheduler
 
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
-    cfg = {"name": name}
-    config = SimpleNamespace(scheduler=build_scheduler(opt, cfg, 10, 4)["scheduler"])
+    factory = instantiate(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "scheduler" / f"{name}.yaml"))
+    config = SimpleNamespace(scheduler=lightning_scheduler(factory, opt, 10, 4)["scheduler"], interval="step")
     for _ in range(20):  # two epochs of 10 steps
         opt.step()
         config.scheduler.step()
     trainer = SimpleNamespace(lr_scheduler_configs=[config], estimated_stepping_batches=60, max_epochs=6,
                               global_step=20)
-    model = SimpleNamespace(scheduler_cfg=cfg)
+    model = SimpleNamespace(scheduler_factory=factory)
     _stretch_schedule(trainer, model, 6)
     assert config.scheduler.last_epoch == 20
     lrs = []  # the lr each of the remaining 40 steps trains with

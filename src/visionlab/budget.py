@@ -153,9 +153,6 @@ def apply_budget(cfg, model, dm, started: float, previous: dict) -> dict | None:
     return planned
 
 
-RESCHEDULED = ("cosine", "onecycle")  # the schedules built from max_epochs (step and none are not)
-
-
 def keeper(planned: dict, started: float):
     """A callback that re-plans at each epoch end from the last real epochs' mean time (neighbours' load
     changes, epoch-end work the step timing cannot see): it moves max_epochs and stretches the
@@ -193,13 +190,14 @@ def keeper(planned: dict, started: float):
 
 
 def _stretch_schedule(trainer, model, max_epochs: int) -> None:
-    """Rebuild the per-step cosine / one-cycle schedule for the new length, at the step reached."""
+    """Rebuild a per-step schedule (cosine, one-cycle: they know the run's length) for the new length,
+    at the step reached. Per-epoch ones (step) and none need nothing."""
     import warnings
 
-    from visionlab.models.schedules import build_scheduler
+    from visionlab.models.schedules import lightning_scheduler
 
-    cfg = dict(model.scheduler_cfg or {})
-    if cfg.get("name") not in RESCHEDULED or not trainer.lr_scheduler_configs:
+    factory = getattr(model, "scheduler_factory", None)
+    if factory is None or not trainer.lr_scheduler_configs or trainer.lr_scheduler_configs[0].interval != "step":
         return
     config = trainer.lr_scheduler_configs[0]
     optimizer = config.scheduler.optimizer
@@ -208,7 +206,7 @@ def _stretch_schedule(trainer, model, max_epochs: int) -> None:
     steps_per_epoch = int(trainer.estimated_stepping_batches // max(1, trainer.max_epochs))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "step() before optimizer.step()": the steps were taken, by the old one
-        scheduler = build_scheduler(optimizer, cfg, steps_per_epoch, max_epochs)["scheduler"]
+        scheduler = lightning_scheduler(factory, optimizer, steps_per_epoch, max_epochs)["scheduler"]
         scheduler.last_epoch = trainer.global_step - 1
         scheduler.step()  # the lr of the step reached
     config.scheduler = scheduler

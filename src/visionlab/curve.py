@@ -13,7 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from visionlab.data import ChallengeDataModule
+from visionlab.data.datamodule import FashionMNISTDataModule
 
 FIELDS = ("epoch", "epoch_end_unix", "excluded_s", "test_acc")
 
@@ -24,19 +24,19 @@ class AccuracyCurve(pl.Callback):
     The split is read with the datamodule's own machinery at the run's image size and interpolation,
     and scored with the model's forward on uint8 batches, as predict.py does."""
 
-    def __init__(self, output: str, source: str = "fashion_mnist", root: str | None = None, batch_size: int = 1000):
-        self.output, self.source, self.root, self.batch_size = Path(output), source, root, batch_size
+    def __init__(self, output: str, root: str | None = None, batch_size: int = 1000):
+        self.output, self.root, self.batch_size = Path(output), root, batch_size
         self.excluded = 0.0
         self.images = self.labels = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         begin = time.time()
         info = pl_module.info
-        dm = ChallengeDataModule(source=self.source, root=self.root, image_size=info["image_size"],
-                                 interpolation=info["interpolation"], classes=info["classes"])
+        dm = FashionMNISTDataModule(root=self.root, image_size=info["image_size"],
+                                    interpolation=info["interpolation"], classes=info["classes"])
         dm.setup("test")
         if dm.test_set.labels is None:
-            raise ValueError(f"{self.source} test split has no labels the model knows ({info['classes']}).")
+            raise ValueError(f"the Fashion-MNIST test split has no labels the model knows ({info['classes']}).")
         self.images = torch.from_numpy(np.stack(dm.test_set.images)).permute(0, 3, 1, 2)
         self.labels = torch.from_numpy(dm.test_set.labels)
         self.output.parent.mkdir(parents=True, exist_ok=True)

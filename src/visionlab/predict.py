@@ -77,8 +77,10 @@ def _completed(job_dir: Path) -> bool:
 def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
     """The checkpoint's data config, with the non-null keys given to predict winning (or the whole
     data group replaced when predict was given data=<option>)."""
-    data = dict(override or {}) if replace else dict(stored)
-    if not replace:
+    if replace:  # the option's own keys; predict.yaml's unset placeholders (test_dir: null, ...) are not its
+        data = {k: v for k, v in (override or {}).items() if v is not None or k == "root"}
+    else:
+        data = dict(stored)
         data.update({k: v for k, v in (override or {}).items() if v is not None})
     data.pop("eval_subset", None)  # a debug run's cap on test images: a submission has every row
     return data
