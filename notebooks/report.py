@@ -275,8 +275,8 @@ show_seeds("output")
 # MSE 0.168, linear + MSE **0.181 ± 0.010**. Sigmoid + BCE and softmax + MSE are within the seed spread
 # of softmax + CE (the sigmoid trails by 0.1–0.3 points in each seed; softmax + MSE is the best of all
 # in seed 0, 0.152, and the worst but one in seed 1, 0.176). Sigmoid + MSE is behind softmax + CE in
-# both seeds (its lower seed, 0.164, is above softmax + CE's higher one, 0.163), by 0.9 points on
-# average; linear + MSE by 1.9 and 2.5 points.
+# both seeds (even its better seed, 0.164, is above softmax + CE's worse one, 0.163), by 0.9 points
+# on average; linear + MSE by 1.9 and 2.5 points.
 #
 # *Why.* The training errors rank the losses by how fast they fit: softmax-CE 0.137, softmax-MSE 0.140,
 # sigmoid-BCE 0.153, sigmoid-MSE 0.158, linear-MSE 0.177. Cross-entropy on a softmax (and BCE on a
