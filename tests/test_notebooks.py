@@ -1,49 +1,41 @@
-"""The notebooks: committed sources match their generators, and both execute headless (nbclient) in
-smoke mode (VISIONLAB_SMOKE=1: every sweep tiny, into a temporary folder) from copies in tmp_path,
-so the committed notebooks and outputs/report are never touched."""
+"""The notebooks: each committed .ipynb holds the cells of its paired jupytext script (notebooks/<name>.py),
+its runner (notebooks/run.py) plans where things go, and both notebooks execute headless through the
+runner in smoke mode (--smoke: every sweep tiny, into temporary folders), so the committed notebooks
+and outputs/report are never touched."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import cli_env
+
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+jupytext = pytest.importorskip("jupytext")
+pytest.importorskip("nbclient")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 ABLATIONS = ("bn", "depth", "dropout", "activation", "output", "pooling", "optimizer", "augmentation", "init")
-CELL_TIMEOUT = 600
+SECTION_CELLS = ("run", "figures", "table", "facts", "seeds")
+THEORY_SWEEP_CELLS = ("helpers", "run", "figures", "table", "seeds")
 
 
-def load_generator(name: str):
-    """notebooks/<name>.py as a module (make_theory imports make_report from its own folder)."""
-    sys.path.insert(0, str(NOTEBOOKS))
-    try:
-        spec = importlib.util.spec_from_file_location(f"_nbgen_{name}", NOTEBOOKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(NOTEBOOKS))
+def load_runner():
+    spec = importlib.util.spec_from_file_location("_notebooks_run", NOTEBOOKS / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def sources(nb) -> list[tuple[str, str, str]]:
-    return [(c.id, c.cell_type, c.source) for c in nb.cells]
-
-
-@pytest.mark.parametrize("generator, notebook", [("make_report", "report.ipynb"), ("make_theory", "theory.ipynb")])
-def test_committed_notebook_matches_its_generator(generator, notebook):
-    built = load_generator(generator).build()
-    committed = nbformat.read(NOTEBOOKS / notebook, as_version=4)
-    assert sources(committed) == sources(built), (
-        f"notebooks/{notebook} is out of date: regenerate it with python notebooks/{generator}.py "
-        "(see notebooks/README.md)")
+def sources(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
 
 
 def outputs_of(nb, cell_id: str) -> list:
@@ -56,49 +48,136 @@ def mime_count(outputs: list, mime: str) -> int:
     return sum(mime in o.get("data", {}) for o in outputs)
 
 
-def execute_smoke(name: str, tmp_path: Path, monkeypatch, cwd: Path):
-    """Execute a copy of notebooks/<name> in smoke mode, sweeps under tmp_path/sweeps; returns it."""
-    copy = tmp_path / name
-    shutil.copy(NOTEBOOKS / name, copy)
+def text_of(outputs: list) -> str:
+    return "".join(o.get("text", "") for o in outputs)
+
+
+# ----------------------------------------------------------------------------- the committed pair
+
+
+@pytest.mark.parametrize("name", ["report", "theory"])
+def test_committed_notebook_matches_its_script(name):
+    script = jupytext.read(NOTEBOOKS / f"{name}.py")
+    committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    assert sources(committed) == sources(script), (
+        f"notebooks/{name}.ipynb is out of date with notebooks/{name}.py: run `jupytext --sync notebooks/{name}.py` "
+        f"(keeps the outputs of unchanged cells) or `python notebooks/run.py {name}` (see notebooks/README.md)")
+    # the jupytext header pairs them, on both sides
+    assert script.metadata["jupytext"]["formats"] == committed.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    ids = [c.id for c in committed.cells]
+    assert len(ids) == len(set(ids))
+
+
+def test_committed_notebooks_keep_their_cell_ids_and_outputs():
+    report = nbformat.read(NOTEBOOKS / "report.ipynb", as_version=4)
+    for name in ABLATIONS:
+        for cell in SECTION_CELLS:
+            outputs_of(report, f"{name}-{cell}")  # the id exists
+        # executed with the real sweeps: figures and table embedded
+        assert mime_count(outputs_of(report, f"{name}-figures"), "image/png") == 2, name
+        assert mime_count(outputs_of(report, f"{name}-table"), "text/markdown") == 1, name
+    theory = nbformat.read(NOTEBOOKS / "theory.ipynb", as_version=4)
+    for cell in THEORY_SWEEP_CELLS:
+        outputs_of(theory, f"theory-init-sweep-{cell}")
+    assert mime_count(outputs_of(theory, "theory-init-sweep-figures"), "image/png") == 2
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+def test_runner_plans_smoke_runs_away_from_the_committed_notebooks(monkeypatch):
+    run = load_runner()
+    for var in ("VISIONLAB_SMOKE", "VISIONLAB_RERUN", "VISIONLAB_REPORT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+    names, out, env = run.plan(run.parse_args(["all", "--smoke"]))
+    assert names == ["report", "theory"]
+    assert out != NOTEBOOKS and out.is_dir() and not any(out.iterdir())
+    report_dir = Path(env["VISIONLAB_REPORT_DIR"])
+    assert report_dir.is_dir() and REPO not in report_dir.parents  # one temporary folder for both notebooks
+    assert env["VISIONLAB_SMOKE"] == "1" and env["VISIONLAB_RERUN"] == "0"
+    out.rmdir(), report_dir.rmdir()
+
+    names, out, env = run.plan(run.parse_args(["theory", "--rerun"]))
+    assert names == ["theory"] and out == NOTEBOOKS
+    assert env["VISIONLAB_SMOKE"] == "0" and env["VISIONLAB_RERUN"] == "1" and "VISIONLAB_REPORT_DIR" not in env
+
+
+def test_runner_flags_default_to_the_environment(monkeypatch, tmp_path):
+    run = load_runner()
     monkeypatch.setenv("VISIONLAB_SMOKE", "1")
     monkeypatch.setenv("VISIONLAB_REPORT_DIR", str(tmp_path / "sweeps"))
-    monkeypatch.delenv("VISIONLAB_RERUN", raising=False)
-    monkeypatch.setenv("MPLBACKEND", "agg")
-    nb = nbformat.read(copy, as_version=4)
+    names, out, env = run.plan(run.parse_args(["report", "--out", str(tmp_path / "out")]))
+    assert names == ["report"] and out == tmp_path / "out"
+    assert env["VISIONLAB_SMOKE"] == "1" and env["VISIONLAB_REPORT_DIR"] == str((tmp_path / "sweeps").resolve())
+
+
+def test_runner_runs_the_script_with_the_committed_ids(tmp_path):
+    """The .py is the notebook: an edited or new cell runs as written; the .ipynb gives the ids."""
+    run = load_runner()
+    for suffix in (".py", ".ipynb"):
+        shutil.copy(NOTEBOOKS / f"theory{suffix}", tmp_path / f"theory{suffix}")
+    script = tmp_path / "theory.py"
+    script.write_text(script.read_text(encoding="utf-8") + '\n# %%\nprint("a new cell")\n', encoding="utf-8")
+    nb = run.load("theory", tmp_path)
+    committed = nbformat.read(NOTEBOOKS / "theory.ipynb", as_version=4)
+    assert sources(nb)[:-1] == sources(committed) and nb.cells[-1].source == 'print("a new cell")'
+    assert [c.id for c in nb.cells[:-1]] == [c.id for c in committed.cells]
+
+
+# ----------------------------------------------------------------------------- smoke execution
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """`python notebooks/run.py all --smoke` into a temporary folder (sweeps under <it>/sweeps)."""
+    tmp = tmp_path_factory.mktemp("notebooks")
     start = time.perf_counter()
-    # Raises CellExecutionError (with the cell and its traceback) on the first failing cell.
-    nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}}).execute()
-    print(f"{name} executed in smoke mode in {time.perf_counter() - start:.0f} s")
-    nbformat.write(nb, copy)
+    proc = subprocess.run([sys.executable, str(NOTEBOOKS / "run.py"), "all", "--smoke", "--out", str(tmp / "out"),
+                           "--report-dir", str(tmp / "sweeps")], cwd=tmp, capture_output=True, text=True,
+                          timeout=1800, env=cli_env())
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    print(f"both notebooks executed in smoke mode in {time.perf_counter() - start:.0f} s")
+    return tmp
+
+
+def executed(tmp: Path, name: str):
+    nb = nbformat.read(tmp / "out" / f"{name}.ipynb", as_version=4)
     errors = [(c.id, o.get("ename"), o.get("evalue")) for c in nb.cells if c.cell_type == "code"
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, errors
+    assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), "every code cell ran"
     return nb
 
 
 @pytest.mark.slow
-def test_report_notebook_smoke(tmp_path, monkeypatch):
-    nb = execute_smoke("report.ipynb", tmp_path, monkeypatch, cwd=REPO)
-    setup = "".join(o.get("text", "") for o in outputs_of(nb, "setup"))
-    assert str(tmp_path / "sweeps") in setup and "smoke" in setup
+def test_report_notebook_smoke(smoke_run):
+    nb = executed(smoke_run, "report")
+    setup = text_of(outputs_of(nb, "setup"))
+    assert str(smoke_run / "sweeps") in setup and "smoke" in setup
     for name in ABLATIONS:
-        sweep = tmp_path / "sweeps" / name
+        sweep = smoke_run / "sweeps" / name
         assert (sweep / "summary.csv").is_file() and (sweep / "results.csv").is_file(), name
         assert mime_count(outputs_of(nb, f"{name}-figures"), "image/png") == 2, f"{name}: val_err + errors figures"
         assert mime_count(outputs_of(nb, f"{name}-table"), "text/markdown") == 1, f"{name}: results table"
-        facts = "".join(o.get("text", "") for o in outputs_of(nb, f"{name}-facts"))
+        facts = text_of(outputs_of(nb, f"{name}-facts"))
         assert "best:" in facts and "SMOKE MODE" in facts, name
+        seeds = outputs_of(nb, f"{name}-seeds")
+        assert mime_count(seeds, "text/markdown") == 1, f"{name}: per-seed table"
+        assert "| setting | seed 0 |" in seeds[0]["data"]["text/markdown"], name
     summary = outputs_of(nb, "summary-table")
     assert mime_count(summary, "text/html") == 1
+    assert "9 sweeps" in text_of(summary) and "notebook executed in" in text_of(summary)
     # The executed copy embeds the figures, so it shows them without outputs/ (git-ignored).
-    saved = nbformat.read(tmp_path / "report.ipynb", as_version=4)
-    assert sum(mime_count(c.get("outputs", []), "image/png") for c in saved.cells) == 2 * len(ABLATIONS)
+    assert sum(mime_count(c.get("outputs", []), "image/png") for c in nb.cells) == 2 * len(ABLATIONS)
 
 
 @pytest.mark.slow
-def test_theory_notebook_smoke(tmp_path, monkeypatch):
-    nb = execute_smoke("theory.ipynb", tmp_path, monkeypatch, cwd=NOTEBOOKS)
-    assert (tmp_path / "sweeps" / "init" / "summary.csv").is_file()
+def test_theory_notebook_smoke(smoke_run):
+    nb = executed(smoke_run, "theory")
+    assert (smoke_run / "sweeps" / "init" / "summary.csv").is_file()
+    # the same sweep folder as the report's, so the report's init sweep is re-used
+    assert "Re-using the finished sweep" in text_of(outputs_of(nb, "theory-init-sweep-run"))
     assert mime_count(outputs_of(nb, "theory-init-sweep-figures"), "image/png") == 2
     assert mime_count(outputs_of(nb, "theory-init-sweep-table"), "text/markdown") == 1
+    assert mime_count(outputs_of(nb, "theory-init-sweep-seeds"), "text/markdown") == 1
