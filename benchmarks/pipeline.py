@@ -49,8 +49,8 @@ def loader_img_s(dataset, workers: int = 0, augment=None) -> float:
 
 def cmd_loader(args) -> None:
     from omegaconf import OmegaConf
-
     from throughput import data, framework
+
     from visionlab.data.batch_augment import BatchAugment
     from visionlab.data.datamodule import ImageDataset
     from visionlab.data.transforms import build_transforms
@@ -68,23 +68,29 @@ def cmd_loader(args) -> None:
         "training (Lightning, default CNN, no augmentation)": lambda: framework("cnn", images, labels, 28, BATCH, "32"),
         f"loader, augmentation={args.augmentation} (albumentations per image)": lambda: loader_img_s(per_image),
         f"loader, augmentation={args.augmentation} data.num_workers=2": lambda: loader_img_s(per_image, workers=2),
-        f"loader, augmentation={args.augmentation} augmentation.batched=true": lambda: loader_img_s(plain, augment=batched),
+        f"loader, augmentation={args.augmentation} augmentation.batched=true": lambda: loader_img_s(
+            plain, augment=batched
+        ),
     }
-    small = ImageDataset(images[:4 * BATCH], labels[:4 * BATCH], 28, "bilinear")
-    framework("cnn", images[:4 * BATCH], labels[:4 * BATCH], 28, BATCH, "32"), loader_img_s(small, augment=batched)
+    small = ImageDataset(images[: 4 * BATCH], labels[: 4 * BATCH], 28, "bilinear")
+    framework("cnn", images[: 4 * BATCH], labels[: 4 * BATCH], 28, BATCH, "32"), loader_img_s(small, augment=batched)
     runs = {name: [] for name in sides}
     for i in range(args.repeats):
-        for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
+        for name in list(sides) if i % 2 == 0 else list(sides)[::-1]:
             runs[name].append(sides[name]())
-    print(f"images={args.images} batch={BATCH} threads={threads} repeats={args.repeats} "
-          f"(load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"images={args.images} batch={BATCH} threads={threads} repeats={args.repeats} "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     names = list(sides)
     train = runs[names[0]]
     for name in names:
         line = f"{name:62s} {statistics.median(runs[name]):8.0f} img/s"
         if name != names[0]:
             ratios = [b / a for a, b in zip(train, runs[name])]
-            line += f"   loader / training {statistics.median(ratios):5.2f} (runs: {', '.join(f'{r:.2f}' for r in ratios)})"
+            line += (
+                f"   loader / training {statistics.median(ratios):5.2f} (runs: {', '.join(f'{r:.2f}' for r in ratios)})"
+            )
         print(line)
 
 
@@ -92,13 +98,27 @@ def cmd_loader(args) -> None:
 def cmd_predict(args) -> None:
     with tempfile.TemporaryDirectory(prefix="vl_pipeline_") as tmp:
         run_dir = Path(tmp) / "run"
-        train = subprocess.run([sys.executable, str(REPO / "train.py"), *args.train.split(), "logger=csv",
-                                "callbacks.interpretation=null", f"hydra.run.dir={run_dir}"],
-                               capture_output=True, text=True, env=_env())
+        train = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "train.py"),
+                *args.train.split(),
+                "logger=csv",
+                "callbacks.interpretation=null",
+                f"hydra.run.dir={run_dir}",
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
+        )
         if train.returncode:
             sys.exit(f"error: training the checkpoint failed:\n{train.stderr[-3000:]}")
-        child = subprocess.run([sys.executable, __file__, "_predict_child", str(run_dir), str(Path(tmp) / "sub.csv")],
-                               capture_output=True, text=True, env=_env())
+        child = subprocess.run(
+            [sys.executable, __file__, "_predict_child", str(run_dir), str(Path(tmp) / "sub.csv")],
+            capture_output=True,
+            text=True,
+            env=_env(),
+        )
         if child.returncode:
             sys.exit(f"error: predicting failed:\n{child.stderr[-3000:]}")
         print(f"checkpoint: python train.py {args.train}")
@@ -116,18 +136,31 @@ def predict_child(run_dir: str, output: str) -> None:
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("predict", overrides=[f"ckpt={run_dir}", f"output={output}", "data=fashion_mnist", "data_group=fashion_mnist",
-                                            f"paths.output_dir={Path(output).parent}", "device=cpu"])
+        cfg = compose(
+            "predict",
+            overrides=[
+                f"ckpt={run_dir}",
+                f"output={output}",
+                "data=fashion_mnist",
+                "data_group=fashion_mnist",
+                f"paths.output_dir={Path(output).parent}",
+                "device=cpu",
+            ],
+        )
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     run(cfg)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = sum(1 for _ in open(output)) - 1
-    print(f"predict: {rows} images (official 10k test split) in {seconds:.2f} s = {rows / seconds:.0f} img/s "
-          f"(reading, decoding, forward, CSV)")
-    print(f"peak resident memory: {after:.0f} MiB (after imports, before predicting: {before:.0f} MiB; "
-          f"predicting added {after - before:.0f} MiB)")
+    print(
+        f"predict: {rows} images (official 10k test split) in {seconds:.2f} s = {rows / seconds:.0f} img/s "
+        f"(reading, decoding, forward, CSV)"
+    )
+    print(
+        f"peak resident memory: {after:.0f} MiB (after imports, before predicting: {before:.0f} MiB; "
+        f"predicting added {after - before:.0f} MiB)"
+    )
 
 
 # ----------------------------------------------------------------------------- startup
@@ -164,22 +197,41 @@ class FirstStep:
 
 
 def cmd_startup(args) -> None:
-    figures = {"python train.py --help": [], "python -c 'import visionlab.train'": [],
-               "train: to the start of fit": [], "train: to the end of the first step": []}
+    figures = {
+        "python train.py --help": [],
+        "python -c 'import visionlab.train'": [],
+        "train: to the start of fit": [],
+        "train: to the end of the first step": [],
+    }
     with tempfile.TemporaryDirectory(prefix="vl_startup_") as cwd:
         for _ in range(args.repeats):
             start, _ = _timed([sys.executable, str(REPO / "train.py"), "--help"], cwd)
             figures["python train.py --help"].append(time.time() - start)
             start, _ = _timed([sys.executable, "-c", "import visionlab.train"], cwd)
             figures["python -c 'import visionlab.train'"].append(time.time() - start)
-            start, out = _timed([sys.executable, str(REPO / "train.py"), "data.subset=300", "trainer.max_epochs=1",
-                                 "trainer.limit_train_batches=1", "callbacks.interpretation=null", "logger=csv",
-                                 "+callbacks.first_step._target_=pipeline.FirstStep"], cwd)
+            start, out = _timed(
+                [
+                    sys.executable,
+                    str(REPO / "train.py"),
+                    "data.subset=300",
+                    "trainer.max_epochs=1",
+                    "trainer.limit_train_batches=1",
+                    "callbacks.interpretation=null",
+                    "logger=csv",
+                    "+callbacks.first_step._target_=pipeline.FirstStep",
+                ],
+                cwd,
+            )
             stamps = dict(line.split() for line in out.splitlines() if line.startswith(("FIT_START", "FIRST_STEP")))
             figures["train: to the start of fit"].append(float(stamps["FIT_START"]) - start)
             figures["train: to the end of the first step"].append(float(stamps["FIRST_STEP"]) - start)
-        imports = subprocess.run([sys.executable, "-X", "importtime", "-c", "import visionlab.train"], cwd=cwd,
-                                 capture_output=True, text=True, env=_env()).stderr
+        imports = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import visionlab.train"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env=_env(),
+        ).stderr
     print(f"from process spawn, median of {args.repeats} (load average {os.getloadavg()[0]:.1f}):")
     for name, values in figures.items():
         print(f"  {name:40s} {statistics.median(values):6.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})")
@@ -189,8 +241,10 @@ def cmd_startup(args) -> None:
         if len(parts) == 3 and parts[1].isdigit() and parts[2] and not parts[2].startswith(" "):
             top.append((int(parts[1]) / 1e6, parts[2]))
     top = sorted((t for t in top if "." not in t[1]), reverse=True)[:6]  # top-level packages, cumulative
-    print("slowest top-level imports of `import visionlab.train` (cumulative): "
-          + ", ".join(f"{name} {s:.2f} s" for s, name in top))
+    print(
+        "slowest top-level imports of `import visionlab.train` (cumulative): "
+        + ", ".join(f"{name} {s:.2f} s" for s, name in top)
+    )
 
 
 def main() -> None:
@@ -205,7 +259,9 @@ def main() -> None:
     p.add_argument("--augmentation", default="basic")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores, as train.py)")
     p = sub.add_parser("predict", help="predict img/s and peak memory on the official 10k test split")
-    p.add_argument("--train", default="data.subset=300 trainer.max_epochs=1", help="train.py overrides of the checkpoint")
+    p.add_argument(
+        "--train", default="data.subset=300 trainer.max_epochs=1", help="train.py overrides of the checkpoint"
+    )
     p = sub.add_parser("startup", help="time to --help, to the first training step; slowest imports")
     p.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -32,8 +32,15 @@ SWEEP = ["-m", "model.bn=true,false", "optimizer=sgd,adam"]
 
 def run_sweep(parallel: bool, args) -> float:
     extra = ["hydra/launcher=joblib"] if parallel else []
-    cmd = [sys.executable, str(REPO / "train.py"), *SWEEP, f"data.subset={args.subset}",
-           f"trainer.max_epochs={args.epochs}", "callbacks.early_stopping=null", *extra]
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        *SWEEP,
+        f"data.subset={args.subset}",
+        f"trainer.max_epochs={args.epochs}",
+        "callbacks.early_stopping=null",
+        *extra,
+    ]
     if args.cores:
         cmd = ["taskset", "-c", f"0-{args.cores - 1}", *cmd]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -58,23 +65,31 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=None, help="pin both sides to this many cores")
     args = parser.parse_args()
     cores = args.cores or len(os.sched_getaffinity(0))
-    print(f"design-card sweep: 4 jobs, data.subset={args.subset}, trainer.max_epochs={args.epochs}, {cores} cores; "
-          f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"design-card sweep: 4 jobs, data.subset={args.subset}, trainer.max_epochs={args.epochs}, {cores} cores; "
+        f"load average before: {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     pairs = []
     for i in range(args.repeats):
         order = (False, True) if i % 2 == 0 else (True, False)
         times = {}
         for parallel in order:
             times[parallel] = run_sweep(parallel, args)
-            print(f"  {'parallel (hydra/launcher=joblib)' if parallel else 'sequential (default launcher)':34s}"
-                  f" {times[parallel]:6.1f} s", flush=True)
+            print(
+                f"  {'parallel (hydra/launcher=joblib)' if parallel else 'sequential (default launcher)':34s}"
+                f" {times[parallel]:6.1f} s",
+                flush=True,
+            )
         pairs.append((times[False], times[True]))
     seq = statistics.median(s for s, _ in pairs)
     par = statistics.median(p for _, p in pairs)
     ratio = statistics.median(p / s for s, p in pairs)
-    print(f"sequential: {seq:.1f} s\nparallel:   {par:.1f} s\n"
-          f"ratio parallel / sequential: {ratio:.2f} (pairs: {', '.join(f'{p / s:.2f}' for s, p in pairs)})\n"
-          f"load average after: {os.getloadavg()[0]:.2f}")
+    print(
+        f"sequential: {seq:.1f} s\nparallel:   {par:.1f} s\n"
+        f"ratio parallel / sequential: {ratio:.2f} (pairs: {', '.join(f'{p / s:.2f}' for s, p in pairs)})\n"
+        f"load average after: {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

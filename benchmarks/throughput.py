@@ -25,8 +25,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from visionlab.data.datamodule import ImageDataset
 from visionlab.data import fashion_mnist
+from visionlab.data.datamodule import ImageDataset
 from visionlab.data.sources import load_image
 from visionlab.models import ImageClassifier, build_cnn
 from visionlab.models.backbones import build_timm
@@ -60,7 +60,7 @@ def plain_loop(kind, images, labels, image_size, batch_size, precision) -> float
     start = time.perf_counter()
     perm = torch.randperm(len(x_all))
     for i in range(0, len(x_all), batch_size):
-        b = perm[i:i + batch_size]
+        b = perm[i : i + batch_size]
         x = ((x_all[b].float() / 255 - 0.5) / 0.5).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = torch.nn.functional.cross_entropy(net(x), y_all[b])
@@ -73,9 +73,16 @@ def plain_loop(kind, images, labels, image_size, batch_size, precision) -> float
 def framework(kind, images, labels, image_size, batch_size, precision) -> float:
     model = ImageClassifier(make_net(kind, image_size), 10, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
     loader = DataLoader(ImageDataset(images, labels, image_size, "bilinear"), batch_size=batch_size, shuffle=True)
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
-                         precision="bf16-mixed" if precision == "bf16" else "32-true")
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
+        precision="bf16-mixed" if precision == "bf16" else "32-true",
+    )
     start = time.perf_counter()
     trainer.fit(model, loader)
     return len(images) / (time.perf_counter() - start)
@@ -91,7 +98,14 @@ def main() -> None:
     args = parser.parse_args()
     size = 64 if args.model == "efficientnet_lite0" else 28
     images, labels = data(args.images, size)
-    common = (args.model, images[:4 * args.batch_size], labels[:4 * args.batch_size], size, args.batch_size, args.precision)
+    common = (
+        args.model,
+        images[: 4 * args.batch_size],
+        labels[: 4 * args.batch_size],
+        size,
+        args.batch_size,
+        args.precision,
+    )
     plain_loop(*common), framework(*common)  # warm-up, untimed
     plain, ours = [], []
     for i in range(args.repeats):
@@ -104,12 +118,16 @@ def main() -> None:
             ours.append(framework(*common))
     p, o = statistics.median(plain), statistics.median(ours)
     ratios = [b / a for a, b in zip(plain, ours)]  # each pair ran back to back: compare within a pair
-    print(f"model={args.model} precision={args.precision} images={args.images} px={size} batch={args.batch_size} "
-          f"threads={torch.get_num_threads()}")
+    print(
+        f"model={args.model} precision={args.precision} images={args.images} px={size} batch={args.batch_size} "
+        f"threads={torch.get_num_threads()}"
+    )
     print(f"plain PyTorch loop : {p:8.0f} img/s  (runs: {', '.join(f'{v:.0f}' for v in plain)})")
     print(f"visionlab (Lightning): {o:8.0f} img/s  (runs: {', '.join(f'{v:.0f}' for v in ours)})")
-    print(f"ratio visionlab / plain, median of back-to-back pairs: {statistics.median(ratios):.2f} "
-          f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(
+        f"ratio visionlab / plain, median of back-to-back pairs: {statistics.median(ratios):.2f} "
+        f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # throughput.py, the reference loop
-from throughput import data as reference_data, plain_loop  # noqa: E402
+from throughput import data as reference_data  # noqa: E402
+from throughput import plain_loop
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 128
@@ -38,7 +38,7 @@ BATCH = 128
 def reference_img_s(steps: int) -> float:
     """The plain loop's training img/s on this machine now (after an untimed 4-batch warm-up)."""
     images, labels = reference_data(steps * BATCH, 28)
-    plain_loop("cnn", images[:4 * BATCH], labels[:4 * BATCH], 28, BATCH, "32")
+    plain_loop("cnn", images[: 4 * BATCH], labels[: 4 * BATCH], 28, BATCH, "32")
     return plain_loop("cnn", images, labels, 28, BATCH, "32")
 
 
@@ -102,10 +102,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. experiment=leaderboard")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--reference-steps", type=int, default=200, help="steps of the reference loop (batch 128)")
-    parser.add_argument("--thresholds", type=lambda s: [float(t) for t in s.split(",")], default=[0.90, 0.92, 0.93],
-                        help="accuracies to time, comma-separated (default 0.90,0.92,0.93)")
+    parser.add_argument(
+        "--thresholds",
+        type=lambda s: [float(t) for t in s.split(",")],
+        default=[0.90, 0.92, 0.93],
+        help="accuracies to time, comma-separated (default 0.90,0.92,0.93)",
+    )
     args = parser.parse_args()
-    out = args.out or REPO / "outputs" / "benchmarks" / "time_to_accuracy" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = args.out or REPO / "outputs" / "benchmarks" / "time_to_accuracy" / datetime.now().strftime(
+        "%Y-%m-%d_%H-%M-%S"
+    )
     out.mkdir(parents=True, exist_ok=True)
 
     import torch
@@ -116,31 +122,45 @@ def main() -> None:
     given = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("threads=")), None)
     threads = apply_threads(None if given in (None, "null") else int(given), None)
     before = reference_img_s(args.reference_steps)
-    print(f"reference: plain PyTorch loop (BASELINES.md scratch CNN, fp32, batch {BATCH}), {args.reference_steps} "
-          f"steps, {threads} threads: {before:.0f} img/s", flush=True)
+    print(
+        f"reference: plain PyTorch loop (BASELINES.md scratch CNN, fp32, batch {BATCH}), {args.reference_steps} "
+        f"steps, {threads} threads: {before:.0f} img/s",
+        flush=True,
+    )
 
     start, result = train(args.overrides, out / "run", out / "run" / "test_curve_raw.csv")
     # measured again after the run: a machine whose load changed meanwhile shows it here
     after = reference_img_s(args.reference_steps)
     ref = (before + after) / 2
-    print(f"reference after the run: {after:.0f} img/s; normalised with their mean, {ref:.0f} img/s"
-          + (f" (WARNING: they differ by {abs(after - before) / ref:.0%}: the machine's load changed; the normalised "
-             "figures are approximate)" if abs(after - before) > 0.2 * ref else ""), flush=True)
+    print(
+        f"reference after the run: {after:.0f} img/s; normalised with their mean, {ref:.0f} img/s"
+        + (
+            f" (WARNING: they differ by {abs(after - before) / ref:.0%}: the machine's load changed; the normalised "
+            "figures are approximate)"
+            if abs(after - before) > 0.2 * ref
+            else ""
+        ),
+        flush=True,
+    )
     df = curve_table(out / "run" / "test_curve_raw.csv", start, ref)
     df.to_csv(out / "curve.csv", index=False)
     title = f"{' '.join(args.overrides) or 'defaults'}; {torch.get_num_threads()} threads, reference {ref:.0f} img/s"
     plot(df, args.thresholds, ref, title, out / "curve.png")
 
-    print(f"preset: {' '.join(args.overrides) or '(defaults)'}; status {result.get('status')}, "
-          f"wall time {result.get('wall_time_s')} s (with the 10k evaluations: {df.shape[0]} of them, left out below)")
+    print(
+        f"preset: {' '.join(args.overrides) or '(defaults)'}; status {result.get('status')}, "
+        f"wall time {result.get('wall_time_s')} s (with the 10k evaluations: {df.shape[0]} of them, left out below)"
+    )
     print(df.to_string(index=False))
     for t in args.thresholds:
         row = time_to(df, t)
         if row is None:
             print(f"time-to-{t:.2f}: not reached (best {df['test_acc'].max():.4f} in {len(df)} epochs)")
         else:
-            print(f"time-to-{t:.2f}: {row['train_time_s']:.1f} s = {row['reference_mimages']:.3f} M reference images "
-                  f"(epoch {int(row['epoch'])}, accuracy {row['test_acc']:.4f})")
+            print(
+                f"time-to-{t:.2f}: {row['train_time_s']:.1f} s = {row['reference_mimages']:.3f} M reference images "
+                f"(epoch {int(row['epoch'])}, accuracy {row['test_acc']:.4f})"
+            )
     print(f"curve: {out / 'curve.csv'}, {out / 'curve.png'}")
 
 

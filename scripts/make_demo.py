@@ -80,8 +80,10 @@ def load_torchvision(cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]
 def load_source(source: Path | None, cache_dir: Path) -> tuple[dict, str]:
     if source is not None:
         if not fashion_mnist.has_files(source):
-            raise SystemExit(f"--source {source}: missing idx files; expected "
-                             f"{', '.join(n + '.gz' for pair in fashion_mnist.FILES.values() for n in pair)}")
+            raise SystemExit(
+                f"--source {source}: missing idx files; expected "
+                f"{', '.join(n + '.gz' for pair in fashion_mnist.FILES.values() for n in pair)}"
+            )
         return load_idx_dir(source), f"idx files in {source}"
     if fashion_mnist.has_files(DEBIAN_DIR):
         return load_idx_dir(DEBIAN_DIR), f"idx files in {DEBIAN_DIR}"
@@ -140,9 +142,7 @@ def stratified_draw(labels: np.ndarray, total: int, seed: int) -> np.ndarray:
 
 def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
-        buf, format="PNG", optimize=True
-    )
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
@@ -155,8 +155,7 @@ def write_csv(path: Path, header: list[str], rows) -> None:
 
 def readme_text(train_quota: np.ndarray, test_quota: np.ndarray) -> str:
     rows = "\n".join(
-        f"| {i} | {name} | {int(train_quota[i])} | {int(test_quota[i])} |"
-        for i, name in enumerate(CLASS_NAMES)
+        f"| {i} | {name} | {int(train_quota[i])} | {int(test_quota[i])} |" for i, name in enumerate(CLASS_NAMES)
     )
     return f"""# Demo challenge: Fashion-MNIST subset
 
@@ -295,12 +294,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=default_cache_dir(),
         help="torchvision download directory for the fallback (default: %(default)s)",
     )
-    p.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)"
-    )
-    p.add_argument(
-        "--force", action="store_true", help="replace the output directory if it is not empty"
-    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace the output directory if it is not empty")
     return p.parse_args(argv)
 
 

@@ -77,9 +77,18 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
         writer.writerows(rows)
 
 
-def build_challenge(root: Path, classes=("cat", "dog", "frog"), n_per_class: int = 8, n_test_per_class: int = 2,
-                    id_col: str = "filename", label_col: str = "class", solution: bool = True,
-                    counts: dict[str, int] | None = None, sizes=(16, 40), seed: int = 0) -> Challenge:
+def build_challenge(
+    root: Path,
+    classes=("cat", "dog", "frog"),
+    n_per_class: int = 8,
+    n_test_per_class: int = 2,
+    id_col: str = "filename",
+    label_col: str = "class",
+    solution: bool = True,
+    counts: dict[str, int] | None = None,
+    sizes=(16, 40),
+    seed: int = 0,
+) -> Challenge:
     """A challenge download: <root>/train.csv (id_col,label_col), train/ with JPEGs of mixed sizes and
     PNGs of modes L/RGBA/P/I;16, test/ with JPEGs, sample_submission.csv and (optionally) solution.csv.
     Every other id is written without its file extension. `counts` overrides n_per_class per class."""
@@ -141,15 +150,23 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, script: str = "train.py", check: bool = True, timeout: float = 300,
-            module: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    script: str = "train.py",
+    check: bool = True,
+    timeout: float = 300,
+    module: str | None = None,
+) -> subprocess.CompletedProcess:
     """Run `python /work/main/<script> args...` (or `python -m module args...`) with cwd=cwd, so
     outputs/ lands there. check=True fails the test, showing the output's tail, on a non-zero exit."""
     cmd = [sys.executable, "-m", module] if module else [sys.executable, str(REPO / script)]
     cmd += [str(a) for a in args]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=cli_env())
     if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-3000:]}\n"
-                    f"--- stderr (tail)\n{proc.stderr[-5000:]}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-3000:]}\n"
+            f"--- stderr (tail)\n{proc.stderr[-5000:]}",
+            pytrace=False,
+        )
     return proc
-

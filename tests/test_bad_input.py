@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import collections
 import json
-import re
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -15,11 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-
 from conftest import build_challenge, write_image
-from vl_helpers import (assert_user_error, challenge_overrides, compose_cfg, describe, predict_inproc, run_user,
-                        train_inproc, train_small_challenge)
+from PIL import Image
+from vl_helpers import (
+    assert_user_error,
+    challenge_overrides,
+    compose_cfg,
+    describe,
+    predict_inproc,
+    run_user,
+    train_inproc,
+    train_small_challenge,
+)
+
 from visionlab.data import ChallengeDataModule, DataError
 from visionlab.errors import InputError
 from visionlab.predict import CheckpointError, load_checkpoint
@@ -63,8 +71,12 @@ def test_unreadable_images_are_all_listed_before_training(make_challenge, tmp_pa
     bad = add_broken_images(ch)
     add_rows(ch, [("notes.png", "cat"), ("cut", "dog"), ("cut_rgba.png", "frog")])  # "cut": id without extension
     proc = run_user(challenge_overrides(ch) + ["data.val_fraction=0", "trainer.max_epochs=1"], tmp_path)
-    message = assert_user_error(proc, "3 training image(s) cannot be read", "data.on_bad_image=skip",
-                                *(str(ch.root / "train" / name) for name in bad))
+    message = assert_user_error(
+        proc,
+        "3 training image(s) cannot be read",
+        "data.on_bad_image=skip",
+        *(str(ch.root / "train" / name) for name in bad),
+    )
     assert "UnidentifiedImageError" in message and "truncated" in message.lower()
     assert "epoch 1/" not in proc.stdout
     assert checkpoints_under(tmp_path) == []
@@ -133,7 +145,7 @@ def test_every_image_mode_and_very_large_images_train_end_to_end(make_challenge,
     ch = make_challenge(n_per_class=2)  # already mixes JPEG, L, RGBA, P and I;16 PNGs
     rng = np.random.default_rng(0)
     rows = []
-    for c, (name, colour) in enumerate(zip(ch.classes, [(220, 40, 40), (40, 200, 40), (40, 40, 220)])):
+    for name, colour in zip(ch.classes, [(220, 40, 40), (40, 200, 40), (40, 40, 220)]):
         rows += [(f, name) for f in write_mode_zoo(ch.root / "train", colour, rng, name)]
     big = np.zeros((4000, 6000, 3), np.uint8)
     big[..., 0] = 220
@@ -167,9 +179,16 @@ def test_ids_outside_the_folder_are_refused_unread_and_missing_ones_listed(make_
     os.mkfifo(outside / "pipe.png")  # opening it for reading would block: the run would hang
     os.symlink(outside / "secret.png", ch.root / "train" / "link_out.png")
     os.symlink(outside / "pipe.png", ch.root / "train" / "link_pipe.png")
-    bad = {"../../etc/passwd": "refused", "/etc/passwd": "refused", str(outside / "secret.png"): "refused",
-           "../outside/secret.png": "refused", "link_out.png": "refused", "link_pipe": "refused",
-           "gone.png": "missing", "gone": "missing"}
+    bad = {
+        "../../etc/passwd": "refused",
+        "/etc/passwd": "refused",
+        str(outside / "secret.png"): "refused",
+        "../outside/secret.png": "refused",
+        "link_out.png": "refused",
+        "link_pipe": "refused",
+        "gone.png": "missing",
+        "gone": "missing",
+    }
     add_rows(ch, [(i, "cat") for i in bad])
     proc = run_user(challenge_overrides(ch) + ["trainer.max_epochs=1"], tmp_path, timeout=120)
     message = assert_user_error(proc, f"{len(bad)} id(s) of training CSV {ch.root / 'train.csv'}", "data.train_dir")
@@ -221,11 +240,14 @@ def test_csv_with_bom_and_whitespace_reads_clean(make_challenge):
     assert len(dm.train_set) == 9
 
 
-@pytest.mark.parametrize("header,key,missing", [
-    ("name,class", "data.id_col", "filename"),
-    ("filename,category", "data.label_col", "class"),
-    ("filename;class", "data.id_col", "filename"),  # semicolon-separated export
-])
+@pytest.mark.parametrize(
+    "header,key,missing",
+    [
+        ("name,class", "data.id_col", "filename"),
+        ("filename,category", "data.label_col", "class"),
+        ("filename;class", "data.id_col", "filename"),  # semicolon-separated export
+    ],
+)
 def test_wrong_column_names_error_lists_the_columns(make_challenge, header, key, missing):
     ch = make_challenge(n_per_class=2)
     body = (ch.root / "train.csv").read_text().split("\n", 1)[1]
@@ -255,17 +277,22 @@ def test_duplicated_ids_are_listed_with_line_numbers(make_challenge):
 def test_same_image_listed_with_and_without_extension_is_a_duplicate(make_challenge):
     ch = make_challenge(n_per_class=3)
     with_ext = next(i for i in ch.train_ids if "." in i)
-    add_rows(ch, [(with_ext.rsplit(".", 1)[0], "frog" if ch.train_labels[ch.train_ids.index(with_ext)] != "frog" else "cat")])
+    add_rows(
+        ch, [(with_ext.rsplit(".", 1)[0], "frog" if ch.train_labels[ch.train_ids.index(with_ext)] != "frog" else "cat")]
+    )
     with pytest.raises(DataError, match="more than once"):
         make_dm(ch).setup("fit")
 
 
-@pytest.mark.parametrize("text,match", [
-    ("", "is empty"),
-    ("\n\n", "is empty"),
-    ("filename,class\n", "has a header but no rows"),
-    ("\ufefffilename,class\r\n", "has a header but no rows"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "is empty"),
+        ("\n\n", "is empty"),
+        ("filename,class\n", "has a header but no rows"),
+        ("\ufefffilename,class\r\n", "has a header but no rows"),
+    ],
+)
 def test_empty_and_header_only_csv(make_challenge, text, match):
     ch = make_challenge(n_per_class=2)
     (ch.root / "train.csv").write_text(text, encoding="utf-8")
@@ -300,7 +327,9 @@ def test_class_with_a_single_image_trains(tmp_path):
     dm.setup("fit")
     cat = dm.classes.index("cat")
     assert list(dm.train_set.labels).count(cat) == 1 and cat not in list(dm.val_set.labels)
-    result = train_inproc(tmp_path / "run", challenge_overrides(ch) + ["data.val_fraction=0.25", "trainer.max_epochs=1"])
+    result = train_inproc(
+        tmp_path / "run", challenge_overrides(ch) + ["data.val_fraction=0.25", "trainer.max_epochs=1"]
+    )
     assert result["status"] == "completed", result
 
 
@@ -325,8 +354,10 @@ def test_split_left_empty_by_skipped_images_is_a_clear_error(tmp_path, split):
     for path in (probe.val_set if split == "validation" else probe.train_set).images:
         Path(path).write_text("not an image")
     with pytest.raises(InputError, match=f"(?i){split}"):
-        train_inproc(tmp_path / "run", challenge_overrides(ch) + [
-            "data.val_fraction=0.34", "data.on_bad_image=skip", "trainer.max_epochs=2"])
+        train_inproc(
+            tmp_path / "run",
+            challenge_overrides(ch) + ["data.val_fraction=0.34", "data.on_bad_image=skip", "trainer.max_epochs=2"],
+        )
     assert checkpoints_under(tmp_path / "run") == []
 
 
@@ -377,14 +408,17 @@ def _empty_file(d: Path) -> Path:
     return d / "empty.ckpt"
 
 
-@pytest.mark.parametrize("make,match", [
-    (_missing, "does not exist"),
-    (_folder, r"is a folder with no checkpoints/best.ckpt in it or in its jobs' folders"),
-    (_random_bytes, "is not a loadable checkpoint"),
-    (_state_dict, "is not a visionlab training checkpoint.*python train.py"),
-    (_lightning_without_visionlab, "is not a visionlab training checkpoint"),
-    (_empty_file, "is not a loadable checkpoint"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (_missing, "does not exist"),
+        (_folder, r"is a folder with no checkpoints/best.ckpt in it or in its jobs' folders"),
+        (_random_bytes, "is not a loadable checkpoint"),
+        (_state_dict, "is not a visionlab training checkpoint.*python train.py"),
+        (_lightning_without_visionlab, "is not a visionlab training checkpoint"),
+        (_empty_file, "is not a loadable checkpoint"),
+    ],
+)
 def test_unusable_checkpoint_is_named(tmp_path, make, match):
     path = make(tmp_path)
     with pytest.raises(CheckpointError, match=f"(?s)ckpt='{re.escape(str(path))}' {match}"):

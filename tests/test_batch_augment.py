@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import REPO
+from omegaconf import OmegaConf
+from vl_helpers import train_inproc
+
 from visionlab.data.batch_augment import BatchAugment
 from visionlab.errors import ConfigError
-from vl_helpers import train_inproc
 
 
 def batch(seed: int = 0) -> torch.Tensor:
@@ -37,8 +37,13 @@ def test_a_certain_flip_is_the_mirror_image():
 
 def test_a_translation_moves_the_garment_and_leaves_black_behind():
     x = batch()
-    shift = {"_target_": "albumentations.Affine", "translate_percent": {"x": [0.25, 0.25], "y": [0.0, 0.0]},
-             "border_mode": 0, "fill": 0, "p": 1.0}
+    shift = {
+        "_target_": "albumentations.Affine",
+        "translate_percent": {"x": [0.25, 0.25], "y": [0.0, 0.0]},
+        "border_mode": 0,
+        "fill": 0,
+        "p": 1.0,
+    }
     y = BatchAugment([shift])(x)
     assert torch.equal(y[..., 7:26], x[..., 0:19]) or torch.equal(y[..., 0:19], x[..., 7:26])  # 7 px = 0.25 x 28
 
@@ -63,7 +68,9 @@ def test_erasing_blanks_one_rectangle_of_the_given_area():
 
 
 def test_a_transform_without_a_batched_form_is_refused_naming_the_key():
-    with pytest.raises(ConfigError, match=r"augmentation.batched=true has no batched form of 'CoarseDropout'.*batched=false"):
+    with pytest.raises(
+        ConfigError, match=r"augmentation.batched=true has no batched form of 'CoarseDropout'.*batched=false"
+    ):
         BatchAugment(group("strong"))
 
 
@@ -81,8 +88,16 @@ def test_a_run_with_batched_augmentation_trains_on_augmented_batches(tmp_path):
 
     train.fit_and_test = spy
     try:
-        result = train_inproc(tmp_path / "run", ["augmentation=basic", "augmentation.batched=true", "data.subset=300",
-                                                 "trainer.max_epochs=1", "callbacks.interpretation=null"])
+        result = train_inproc(
+            tmp_path / "run",
+            [
+                "augmentation=basic",
+                "augmentation.batched=true",
+                "data.subset=300",
+                "trainer.max_epochs=1",
+                "callbacks.interpretation=null",
+            ],
+        )
     finally:
         train.fit_and_test = original
     assert result["status"] == "completed"

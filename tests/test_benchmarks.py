@@ -6,34 +6,53 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from conftest import REPO, run_cli
+from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("model,precision", [("cnn", "32"), ("vgg", "bf16")])
 def test_throughput_benchmark_prints_both_sides_and_the_ratio(tmp_path, model, precision):
-    proc = run_cli(["--model", model, "--precision", precision, "--images", "512", "--repeats", "2"], tmp_path,
-                   script="benchmarks/throughput.py")
+    proc = run_cli(
+        ["--model", model, "--precision", precision, "--images", "512", "--repeats", "2"],
+        tmp_path,
+        script="benchmarks/throughput.py",
+    )
     assert f"model={model} precision={precision} images=512" in proc.stdout
     assert re.search(r"plain PyTorch loop : +\d+ img/s", proc.stdout)
     assert re.search(r"visionlab \(Lightning\): +\d+ img/s", proc.stdout)
-    assert re.search(r"ratio visionlab / plain, median of back-to-back pairs: \d+\.\d\d \(pairs: [\d., ]+\)", proc.stdout)
+    assert re.search(
+        r"ratio visionlab / plain, median of back-to-back pairs: \d+\.\d\d \(pairs: [\d., ]+\)", proc.stdout
+    )
 
 
 def test_time_to_accuracy_benchmark_prints_reached_and_unreached_thresholds_and_writes_the_curve(tmp_path):
     """2 epochs on 300 images: 0.05 on the 10k split is reached at once, 0.99 is not; every figure
     comes in seconds and in reference images; curve.csv has one row per epoch and curve.png is a PNG."""
     out = tmp_path / "tta"
-    proc = run_cli(["--out", out, "--reference-steps", "10", "--thresholds", "0.05,0.99", "data.subset=300",
-                    "trainer.max_epochs=2", "threads=1", "logger=csv"], tmp_path, script="benchmarks/time_to_accuracy.py")
+    proc = run_cli(
+        [
+            "--out",
+            out,
+            "--reference-steps",
+            "10",
+            "--thresholds",
+            "0.05,0.99",
+            "data.subset=300",
+            "trainer.max_epochs=2",
+            "threads=1",
+            "logger=csv",
+        ],
+        tmp_path,
+        script="benchmarks/time_to_accuracy.py",
+    )
     before = re.search(r"reference: plain PyTorch loop .*: (\d+) img/s", proc.stdout)
     ref = re.search(r"reference after the run: (\d+) img/s; normalised with their mean, (\d+) img/s", proc.stdout)
     assert before and ref and int(before.group(1)) > 0, proc.stdout
     assert abs(int(ref.group(2)) - (int(before.group(1)) + int(ref.group(1))) / 2) <= 1
-    reached = re.search(r"time-to-0\.05: (\d+\.\d) s = (\d+\.\d+) M reference images \(epoch 1, accuracy (0\.\d+)\)",
-                        proc.stdout)
+    reached = re.search(
+        r"time-to-0\.05: (\d+\.\d) s = (\d+\.\d+) M reference images \(epoch 1, accuracy (0\.\d+)\)", proc.stdout
+    )
     assert reached, proc.stdout
     seconds, mimages = float(reached.group(1)), float(reached.group(2))
     assert mimages == pytest.approx(seconds * int(ref.group(2)) / 1e6, abs=2e-3)
@@ -51,17 +70,23 @@ def test_time_to_accuracy_benchmark_prints_reached_and_unreached_thresholds_and_
 
 
 def test_pipeline_benchmark_loader_prints_each_loader_against_training(tmp_path):
-    proc = run_cli(["loader", "--images", "256", "--repeats", "1", "--threads", "1"], tmp_path,
-                   script="benchmarks/pipeline.py")
+    proc = run_cli(
+        ["loader", "--images", "256", "--repeats", "1", "--threads", "1"], tmp_path, script="benchmarks/pipeline.py"
+    )
     assert re.search(r"training \(Lightning, default CNN, no augmentation\) +\d+ img/s", proc.stdout), proc.stdout
     for side in (r"\(albumentations per image\)", r"data\.num_workers=2", r"augmentation\.batched=true"):
-        assert re.search(side + r" +\d+ img/s +loader / training +\d+\.\d\d \(runs: [\d., ]+\)", proc.stdout), proc.stdout
+        assert re.search(side + r" +\d+ img/s +loader / training +\d+\.\d\d \(runs: [\d., ]+\)", proc.stdout), (
+            proc.stdout
+        )
 
 
 def test_pipeline_benchmark_predict_prints_img_s_and_peak_memory(tmp_path):
-    proc = run_cli(["predict", "--train", "data.subset=300 trainer.max_epochs=1"], tmp_path,
-                   script="benchmarks/pipeline.py")
-    assert re.search(r"predict: 10000 images \(official 10k test split\) in \d+\.\d\d s = \d+ img/s", proc.stdout), proc.stdout
+    proc = run_cli(
+        ["predict", "--train", "data.subset=300 trainer.max_epochs=1"], tmp_path, script="benchmarks/pipeline.py"
+    )
+    assert re.search(r"predict: 10000 images \(official 10k test split\) in \d+\.\d\d s = \d+ img/s", proc.stdout), (
+        proc.stdout
+    )
     peak = re.search(r"peak resident memory: (\d+) MiB \(after imports, before predicting: (\d+) MiB", proc.stdout)
     assert peak and int(peak.group(1)) >= int(peak.group(2)) > 0, proc.stdout
 
@@ -69,8 +94,13 @@ def test_pipeline_benchmark_predict_prints_img_s_and_peak_memory(tmp_path):
 def test_pipeline_benchmark_startup_times_help_and_the_first_step(tmp_path):
     proc = run_cli(["startup", "--repeats", "1"], tmp_path, script="benchmarks/pipeline.py")
     figures = dict(re.findall(r"^  (.+?) +(\d+\.\d\d) s  \(runs", proc.stdout, re.M))
-    assert set(figures) == {"python train.py --help", "python -c 'import visionlab.train'",
-                            "train: to the start of fit", "train: to the end of the first step"}, proc.stdout
+    assert set(figures) == {
+        "python train.py --help",
+        "python -c 'import visionlab.train'",
+        "train: to the start of fit",
+        "train: to the end of the first step",
+    }, proc.stdout
     assert 0 < float(figures["train: to the start of fit"]) < float(figures["train: to the end of the first step"])
-    assert re.search(r"slowest top-level imports of `import visionlab.train` \(cumulative\): \w+ \d+\.\d\d s",
-                     proc.stdout), proc.stdout
+    assert re.search(
+        r"slowest top-level imports of `import visionlab.train` \(cumulative\): \w+ \d+\.\d\d s", proc.stdout
+    ), proc.stdout

@@ -7,15 +7,26 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from visionlab.budget import parse_budget
-from visionlab.errors import ConfigError
 from vl_helpers import assert_user_error, run_user
 
+from visionlab.budget import parse_budget
+from visionlab.errors import ConfigError
 
-@pytest.mark.parametrize("text,seconds", [(300, 300.0), ("300", 300.0), ("90s", 90.0), ("5m", 300.0),
-                                          ("1h", 3600.0), ("1.5h", 5400.0), (" 2M ", 120.0), (None, None)])
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        (300, 300.0),
+        ("300", 300.0),
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        (" 2M ", 120.0),
+        (None, None),
+    ],
+)
 def test_budget_forms(text, seconds):
     assert parse_budget(text) == seconds
 
@@ -30,7 +41,9 @@ def test_a_bad_budget_fails_in_one_line_before_any_data_is_read(tmp_path):
     proc = run_user(["budget=5min"], tmp_path)
     message = assert_user_error(proc, "budget='5min'", "5m", "90s")
     assert len(message.strip().splitlines()) == 1
-    assert not (tmp_path / "outputs" / "train" / "runs").exists() or not any((tmp_path / "outputs/train/runs").iterdir())
+    assert not (tmp_path / "outputs" / "train" / "runs").exists() or not any(
+        (tmp_path / "outputs/train/runs").iterdir()
+    )
 
 
 @pytest.mark.slow
@@ -38,8 +51,10 @@ def test_a_budget_run_ends_within_ten_percent_of_its_budget_with_the_schedule_co
     """budget=40s on 2,000 images: trainer.max_epochs=1 is replaced by the plan (many epochs), every
     planned epoch runs (the one-cycle schedule, built from max_epochs, ends), and the run's wall time
     is the budget within 10 % (result.json's wall_time_s, the clock the budget counts on)."""
-    run_cli(["budget=40s", "data.subset=2000", "trainer.max_epochs=1", "scheduler=onecycle", "threads=1",
-             "logger=csv"], tmp_path)
+    run_cli(
+        ["budget=40s", "data.subset=2000", "trainer.max_epochs=1", "scheduler=onecycle", "threads=1", "logger=csv"],
+        tmp_path,
+    )
     [result_file] = tmp_path.glob("outputs/train/runs/*/result.json")
     result = json.loads(result_file.read_text())
     plan = result["budget"]
@@ -57,10 +72,9 @@ def test_a_replanned_run_stretches_its_schedule_to_the_new_end(name):
     from types import SimpleNamespace
 
     import torch
-    from pytorch_lightning.core.optimizer import LightningOptimizer  # noqa: F401  (Lightning's types load)
-
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
+    from pytorch_lightning.core.optimizer import LightningOptimizer  # noqa: F401  (Lightning's types load)
 
     from visionlab.budget import _stretch_schedule
     from visionlab.models.schedules import lightning_scheduler
@@ -72,8 +86,9 @@ def test_a_replanned_run_stretches_its_schedule_to_the_new_end(name):
     for _ in range(20):  # two epochs of 10 steps
         opt.step()
         config.scheduler.step()
-    trainer = SimpleNamespace(lr_scheduler_configs=[config], estimated_stepping_batches=60, max_epochs=6,
-                              global_step=20)
+    trainer = SimpleNamespace(
+        lr_scheduler_configs=[config], estimated_stepping_batches=60, max_epochs=6, global_step=20
+    )
     model = SimpleNamespace(scheduler_factory=factory)
     _stretch_schedule(trainer, model, 6)
     assert config.scheduler.last_epoch == 20

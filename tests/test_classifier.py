@@ -19,8 +19,10 @@ from visionlab.models.classifier import OUTPUTS
 
 NUM_CLASSES = 3
 # Lightning warns that modules log without a logger in the logger-less trainers below.
-pytestmark = [pytest.mark.filterwarnings("ignore:You called `self.log:UserWarning"),
-              pytest.mark.filterwarnings("ignore:`training_step` returned `None`:UserWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You called `self.log:UserWarning"),
+    pytest.mark.filterwarnings("ignore:`training_step` returned `None`:UserWarning"),
+]
 
 
 def fixed_batch(n: int = 12, size: int = 12, seed: int = 0):
@@ -32,11 +34,20 @@ def fixed_batch(n: int = 12, size: int = 12, seed: int = 0):
     return x.to(torch.uint8), y
 
 
-def make_classifier(output: str = "softmax", lr: float = 1e-2, net: nn.Module | None = None, **kwargs) -> ImageClassifier:
+def make_classifier(
+    output: str = "softmax", lr: float = 1e-2, net: nn.Module | None = None, **kwargs
+) -> ImageClassifier:
     torch.manual_seed(0)
     net = net or build_cnn(NUM_CLASSES, channels=[8, 16], image_size=12, dropout=0.0)
-    return ImageClassifier(net, NUM_CLASSES, optimizer=functools.partial(torch.optim.Adam, lr=lr), output=output,
-                           mean=(0.3, 0.3, 0.3), std=(0.25, 0.25, 0.25), **kwargs)
+    return ImageClassifier(
+        net,
+        NUM_CLASSES,
+        optimizer=functools.partial(torch.optim.Adam, lr=lr),
+        output=output,
+        mean=(0.3, 0.3, 0.3),
+        std=(0.25, 0.25, 0.25),
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("output", list(OUTPUTS))
@@ -117,9 +128,17 @@ def loaders(n: int = 12, batch_size: int = 4):
 
 
 def trainer(tmp_path, **kwargs) -> pl.Trainer:
-    args = dict(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                log_every_n_steps=1)
+    args = dict(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
     args.update(kwargs)
     return pl.Trainer(**args)
 

@@ -26,8 +26,9 @@ def test_output_shape_grid(pool, head, image_size):
     torch.manual_seed(0)
     x = torch.randn(2, 3, image_size, image_size)
     for bn, activation, channels in itertools.product((True, False), ACTIVATIONS, CHANNELS):
-        model = build_cnn(num_classes=5, image_size=image_size, channels=channels, bn=bn, pool=pool, head=head,
-                          activation=activation)
+        model = build_cnn(
+            num_classes=5, image_size=image_size, channels=channels, bn=bn, pool=pool, head=head, activation=activation
+        )
         model.train()
         out = model(x)
         assert out.shape == (2, 5), (bn, activation, channels)
@@ -56,7 +57,12 @@ def test_block_convs_stack_convs_at_the_same_resolution():
     assert [c.in_channels for c in convs(two)] == [3, 8, 8, 16]
     assert two(torch.randn(2, 3, 28, 28)).shape == (2, 4)
     strided = build_cnn(4, channels=[8, 16], block_convs=2, pool="stride")
-    assert [c.stride for c in convs(strided)] == [(1, 1), (2, 2), (1, 1), (2, 2)]  # the last conv of a block downsamples
+    assert [c.stride for c in convs(strided)] == [
+        (1, 1),
+        (2, 2),
+        (1, 1),
+        (2, 2),
+    ]  # the last conv of a block downsamples
     assert strided.features(torch.randn(1, 3, 28, 28)).shape[-1] == 7
 
 
@@ -128,16 +134,19 @@ def test_default_init_is_pytorch_init():
     assert set(SCHEMES) >= {"default", "zeros", "ones", "xavier", "kaiming"}
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(activation="swish"), "model.activation"),
-    (dict(pool="median"), "model.pool"),
-    (dict(head="mlp"), "model.head"),
-    (dict(channels=[]), "model.channels"),
-    (dict(dropout=1.0), "model.dropout"),
-    (dict(dropout=-0.1), "model.dropout"),
-    (dict(init="he"), "model.init"),
-    (dict(block_convs=0), "model.block_convs"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(activation="swish"), "model.activation"),
+        (dict(pool="median"), "model.pool"),
+        (dict(head="mlp"), "model.head"),
+        (dict(channels=[]), "model.channels"),
+        (dict(dropout=1.0), "model.dropout"),
+        (dict(dropout=-0.1), "model.dropout"),
+        (dict(init="he"), "model.init"),
+        (dict(block_convs=0), "model.block_convs"),
+    ],
+)
 def test_bad_knob_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_cnn(3, **kwargs)

@@ -79,8 +79,16 @@ def test_sort_classes():
 
 
 def make_dm(ch, **kwargs) -> ChallengeDataModule:
-    args = dict(root=str(ch.root), id_col=ch.id_col, label_col=ch.label_col, image_size=16,
-                batch_size=8, val_fraction=0.25, seed=0, solution="solution.csv")
+    args = dict(
+        root=str(ch.root),
+        id_col=ch.id_col,
+        label_col=ch.label_col,
+        image_size=16,
+        batch_size=8,
+        val_fraction=0.25,
+        seed=0,
+        solution="solution.csv",
+    )
     args.update(kwargs)
     return ChallengeDataModule(**args)
 
@@ -208,13 +216,16 @@ def test_bad_image_error_and_skip(make_challenge):
     assert len(dm.train_set) == 11 and len(dm.skipped) == 1
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(val_fraction=1.0), "val_fraction"),
-    (dict(subset=0), "data.subset"),
-    (dict(image_size=0), "image_size"),
-    (dict(interpolation="cubic"), "interpolation"),
-    (dict(on_bad_image="ignore"), "on_bad_image"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(val_fraction=1.0), "val_fraction"),
+        (dict(subset=0), "data.subset"),
+        (dict(image_size=0), "image_size"),
+        (dict(interpolation="cubic"), "interpolation"),
+        (dict(on_bad_image="ignore"), "on_bad_image"),
+    ],
+)
 def test_bad_settings_are_refused(tmp_path, kwargs, match):
     with pytest.raises(DataError, match=match):
         ChallengeDataModule(root=str(tmp_path), **kwargs)

@@ -10,8 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, cli_env, run_cli
+from conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -70,8 +69,14 @@ def test_ddp_validation_matches_single_process(ddp_run, tmp_path):
     results = {}
     for devices in (1, 2):
         out = tmp_path / f"metrics_{devices}.json"
-        subprocess.run([sys.executable, str(script), str(run / "checkpoints" / "best.ckpt"), str(devices), str(out)],
-                       cwd=tmp_path, env=cli_env(), check=True, timeout=300, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(script), str(run / "checkpoints" / "best.ckpt"), str(devices), str(out)],
+            cwd=tmp_path,
+            env=cli_env(),
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
         results[devices] = json.loads(out.read_text())
     single, ddp = results[1], results[2]
     assert ddp["val/loss"] == pytest.approx(single["val/loss"], rel=1e-5)

@@ -13,13 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import DEMO, REPO, build_challenge, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 
-SWEEP_ARGS = ["-m", "model.bn=true,false", "optimizer=sgd,adam", "data.subset=64", "trainer.max_epochs=1",
-              "data.val_fraction=0.05"]
+SWEEP_ARGS = [
+    "-m",
+    "model.bn=true,false",
+    "optimizer=sgd,adam",
+    "data.subset=64",
+    "trainer.max_epochs=1",
+    "data.val_fraction=0.05",
+]
 RUN_NAMES = {f"model.bn={bn},optimizer={opt}" for bn in ("true", "false") for opt in ("sgd", "adam")}
 SCALARS = {"train/loss", "train/err", "val/loss", "val/err"}
 
@@ -99,7 +104,7 @@ def test_sweep_summary_csv_and_table(demo_sweep):
         assert Path(ckpt).is_file() and Path(ckpt).name == "best.ckpt"
     out = proc.stdout
     assert "Sweep summary (4 runs)" in out
-    table = out[out.index("Sweep summary (4 runs)"):].splitlines()
+    table = out[out.index("Sweep summary (4 runs)") :].splitlines()
     assert table[1].split()[:3] == ["run", "status", "best_val_err"]
     rows = [line.split() for line in table[2:6]]
     assert {r[0] for r in rows} == RUN_NAMES
@@ -129,11 +134,16 @@ def test_predict_on_the_sweep_folder_ensembles_every_job(demo_sweep, tmp_path):
     cwd, sweep_proc, sweep = demo_sweep
     hint = re.search(r"An ensemble of every job's best.ckpt: (python predict.py .+)", sweep_proc.stdout).group(1)
     args = shlex.split(hint)[2:]
-    assert args[0].startswith("ckpt=") and (cwd / args[0][5:].strip('"')).resolve() == sweep.resolve() and args[1] == "tta=true"
+    assert (
+        args[0].startswith("ckpt=")
+        and (cwd / args[0][5:].strip('"')).resolve() == sweep.resolve()
+        and args[1] == "tta=true"
+    )
     proc = run_cli([*args, f"output={tmp_path / 'ensemble.csv'}"], cwd, script="predict.py")
     assert f"Submission (484 rows, 4 model(s), TTA): {tmp_path / 'ensemble.csv'}" in proc.stdout
-    assert [r["image_id"] for r in read_rows(tmp_path / "ensemble.csv")] == \
-        [r["image_id"] for r in read_rows(DEMO / "sample_submission.csv")]
+    assert [r["image_id"] for r in read_rows(tmp_path / "ensemble.csv")] == [
+        r["image_id"] for r in read_rows(DEMO / "sample_submission.csv")
+    ]
 
 
 def test_predict_writes_the_submission(demo_prediction):
@@ -186,9 +196,17 @@ def test_score_cli_rejects_an_incomplete_submission(tmp_path):
 # ----------------------------------------------------------------------------- a custom challenge
 
 
-CUSTOM_ARGS = ["data=challenge", "data.id_col=filename", "data.label_col=class", "data.image_size=16",
-               "data.val_fraction=0.25", "data.solution=solution.csv", "model.channels=[8,16]", "trainer.max_epochs=1",
-               "data.batch_size=8"]
+CUSTOM_ARGS = [
+    "data=challenge",
+    "data.id_col=filename",
+    "data.label_col=class",
+    "data.image_size=16",
+    "data.val_fraction=0.25",
+    "data.solution=solution.csv",
+    "model.channels=[8,16]",
+    "trainer.max_epochs=1",
+    "data.batch_size=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +216,10 @@ def custom_runs(tmp_path_factory):
     ch = build_challenge(tmp_path_factory.mktemp("data") / "challenge", n_per_class=8)
     cwd = tmp_path_factory.mktemp("custom")
     cmd = [sys.executable, str(REPO / "train.py"), f"data.root={ch.root}", *CUSTOM_ARGS]
-    procs = [subprocess.Popen(cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         if p.returncode != 0:

@@ -11,9 +11,9 @@ import onnx  # the dev extra installs onnx and onnxruntime (the export extra)
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import DEMO, run_cli
-from vl_helpers import (assert_user_error, challenge_overrides, compose_cfg, run_user, train_inproc)
+from vl_helpers import assert_user_error, challenge_overrides, compose_cfg, run_user, train_inproc
+
 from visionlab.data.sources import load_image
 from visionlab.errors import InputError
 from visionlab.predict import load_checkpoint, restore_model
@@ -110,8 +110,9 @@ def test_export_never_overwrites_without_overwrite_true(demo_run, tmp_path):
     out = tmp_path / "model.onnx"
     export_inproc(tmp_path / "x", [f"ckpt={run_dir}", f"output={out}", "check=false"])
     before = out.read_bytes(), out.with_suffix(".json").read_text()
-    message = assert_user_error(run_user([f"ckpt={run_dir}", f"output={out}"], cwd, script="export.py"),
-                                str(out), "overwrite=true")
+    message = assert_user_error(
+        run_user([f"ckpt={run_dir}", f"output={out}"], cwd, script="export.py"), str(out), "overwrite=true"
+    )
     assert message.strip().count("\n") == 0  # one line
     assert (out.read_bytes(), out.with_suffix(".json").read_text()) == before
     out.unlink()  # the JSON alone is kept too
@@ -131,8 +132,11 @@ def export_inproc(out_dir: Path, overrides: list[str]) -> Path:
     return run(compose_cfg("export", [f"paths.output_dir={out_dir}"] + overrides))
 
 
-@pytest.mark.parametrize("model", [["model.output=sigmoid"], ["model=timm", "model.name=efficientnet_lite0"]],
-                         ids=["cnn_sigmoid", "timm_lite0"])
+@pytest.mark.parametrize(
+    "model",
+    [["model.output=sigmoid"], ["model=timm", "model.name=efficientnet_lite0"]],
+    ids=["cnn_sigmoid", "timm_lite0"],
+)
 def test_other_outputs_and_timm_backbones_export(make_challenge, tmp_path, model):
     ch = make_challenge()
     image_size = 32
@@ -143,8 +147,9 @@ def test_other_outputs_and_timm_backbones_export(make_challenge, tmp_path, model
         meta = json.loads(out.with_suffix(".json").read_text())
         assert meta["classes"] == ch.classes and meta["input"]["shape"] == ["batch", 3, image_size, image_size]
         files = sorted((ch.root / "test").iterdir())[:5]
-        images = torch.from_numpy(np.stack([load_image(f, image_size, meta["preprocessing"]["interpolation"])
-                                            for f in files])).permute(0, 3, 1, 2)
+        images = torch.from_numpy(
+            np.stack([load_image(f, image_size, meta["preprocessing"]["interpolation"]) for f in files])
+        ).permute(0, 3, 1, 2)
         np.testing.assert_allclose(run_model(out, images), pytorch_probabilities(ckpt, images), atol=1e-5, rtol=1e-4)
 
 

@@ -4,22 +4,29 @@ atomic and non-destructive submission writing, checkpoints that would run code o
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO
-from vl_helpers import (assert_user_error, challenge_overrides, describe, predict_inproc, run_user, train_inproc,
-                        train_small_challenge, user_env)
+from vl_helpers import (
+    assert_user_error,
+    challenge_overrides,
+    describe,
+    predict_inproc,
+    run_user,
+    train_inproc,
+    train_small_challenge,
+    user_env,
+)
+
 from visionlab.errors import InputError
 from visionlab.predict import CheckpointError, load_checkpoint, write_atomically
 
@@ -58,8 +65,13 @@ def interrupt_training(cwd: Path, sig: int, extra: list[str] = ()) -> dict:
     assert f"epoch 2/{EPOCHS}" in out, out[-3000:] + (cwd / "stderr.txt").read_text()[-3000:]
     [run_dir] = runs_in(cwd)
     result = json.loads((run_dir / "result.json").read_text())
-    return {"returncode": proc.returncode, "run_dir": run_dir, "stdout": out, "result": result,
-            "stderr": (cwd / "stderr.txt").read_text()}
+    return {
+        "returncode": proc.returncode,
+        "run_dir": run_dir,
+        "stdout": out,
+        "result": result,
+        "stderr": (cwd / "stderr.txt").read_text(),
+    }
 
 
 def val_err_steps(run_dir: Path) -> list[int]:
@@ -118,10 +130,15 @@ def test_csv_logger_keeps_the_epochs_before_a_kill_when_resumed(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interrupted", [
-    "SIGKILL", "SIGINT",
-    "SIGTERM",
-], indirect=True)
+@pytest.mark.parametrize(
+    "interrupted",
+    [
+        "SIGKILL",
+        "SIGINT",
+        "SIGTERM",
+    ],
+    indirect=True,
+)
 def test_interrupted_run_exits_non_zero_and_is_recorded_as_interrupted(interrupted):
     """A shell script (`python train.py && python predict.py ...`) or a scheduler must see that the run
     did not finish. SIGKILL cannot be handled: the run stays `running` until resumed."""
@@ -167,8 +184,11 @@ def test_resume_of_a_folder_that_is_not_a_run_is_a_clean_user_error(resume_not_a
 def test_result_counts_every_trained_epoch_when_the_test_set_is_labelled(make_challenge, tmp_path):
     ch = make_challenge(n_per_class=4)  # has solution.csv: the run is tested after fit
     # lr=0: val/err never improves, so best.ckpt is epoch 1 while 3 epochs are trained
-    result = train_inproc(tmp_path / "run", challenge_overrides(ch) + [
-        "data.solution=solution.csv", "trainer.max_epochs=3", "optimizer=sgd", "optimizer.lr=0.0"])
+    result = train_inproc(
+        tmp_path / "run",
+        challenge_overrides(ch)
+        + ["data.solution=solution.csv", "trainer.max_epochs=3", "optimizer=sgd", "optimizer.lr=0.0"],
+    )
     assert result["status"] == "completed" and result["best_epoch"] == 1
     assert "test_err" in result
     assert result["epochs"] == 3, result
@@ -185,17 +205,31 @@ def sweep_dirs(cwd: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_two_sweeps_started_together_get_their_own_folders_and_summaries(tmp_path):
-    cmd = [sys.executable, str(REPO / "train.py"), "-m", "model.bn=true,false", "data.subset=32",
-           "trainer.max_epochs=1", "data.solution=null", "data.val_fraction=0.02"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=user_env()) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        "model.bn=true,false",
+        "data.subset=32",
+        "trainer.max_epochs=1",
+        "data.solution=null",
+        "data.val_fraction=0.02",
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, f"{out[-2000:]}\n{err[-3000:]}"
     dirs = sweep_dirs(tmp_path)
     assert len(dirs) == 2, dirs
-    printed = {line.split(":", 1)[1].strip() for out, _ in outs for line in out.splitlines()
-               if line.startswith("Sweep directory:")}
+    printed = {
+        line.split(":", 1)[1].strip()
+        for out, _ in outs
+        for line in out.splitlines()
+        if line.startswith("Sweep directory:")
+    }
     assert printed == {str(d.relative_to(tmp_path)) for d in dirs}
     for d in dirs:
         summary = pd.read_csv(d / "summary.csv")
@@ -211,15 +245,31 @@ def test_sweep_records_failed_and_diverged_jobs_and_goes_on(tmp_path):
     """Job 0 raises (an invalid activation), job 1 diverges (NaN loss: all-ones weights, no BN, SGD
     lr=10, leaky ReLU so that the units cannot die before overflowing), job 2 still runs to the end
     (with ReLU the loss blows up to ~1e15 but stays finite: that is not a divergence)."""
-    proc = run_user(["-m", "model.activation=not_an_activation,leaky_relu,relu", "model.init=ones", "model.bn=false",
-                     "optimizer=sgd", "optimizer.lr=10", "data.batch_size=8", "data.subset=32", "trainer.max_epochs=1",
-                     "data.solution=null", "data.val_fraction=0.02"], tmp_path)
+    proc = run_user(
+        [
+            "-m",
+            "model.activation=not_an_activation,leaky_relu,relu",
+            "model.init=ones",
+            "model.bn=false",
+            "optimizer=sgd",
+            "optimizer.lr=10",
+            "data.batch_size=8",
+            "data.subset=32",
+            "trainer.max_epochs=1",
+            "data.solution=null",
+            "data.val_fraction=0.02",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, describe(proc)
     assert "Traceback" not in proc.stderr
     [d] = sweep_dirs(tmp_path)
     summary = pd.read_csv(d / "summary.csv").set_index("run")
-    assert list(summary.index) == ["model.activation=not_an_activation", "model.activation=leaky_relu",
-                                   "model.activation=relu"]
+    assert list(summary.index) == [
+        "model.activation=not_an_activation",
+        "model.activation=leaky_relu",
+        "model.activation=relu",
+    ]
     failed = summary.loc["model.activation=not_an_activation"]
     assert failed["status"] == "failed"
     assert "model.activation='not_an_activation'" in failed["error"] and "relu" in failed["error"]
@@ -342,9 +392,21 @@ def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(tmp_path):
     """Lightning's save_last writes last.ckpt only with a new best; resume= needs the true last epoch."""
     import torch
 
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "data.subset=200", "data.val_fraction=0.05",
-                           "trainer.max_epochs=4", "optimizer=sgd", "optimizer.lr=0.0"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "data.subset=200",
+            "data.val_fraction=0.05",
+            "trainer.max_epochs=4",
+            "optimizer=sgd",
+            "optimizer.lr=0.0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (ckpts,) = tmp_path.glob("outputs/train/runs/*/checkpoints")
     last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)

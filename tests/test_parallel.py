@@ -4,8 +4,8 @@ real job processes through submitit (local), the SLURM launcher's job script, GP
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import REPO
+from omegaconf import OmegaConf
 from vl_helpers import compose_cfg, describe, user_env
+
 from visionlab import parallel
 from visionlab.errors import ConfigError
 
@@ -56,9 +56,11 @@ def test_apply_threads_sets_torch_threads():
 
 def test_joblib_launcher_config_sizes_jobs_from_threads():
     cores = parallel.cores()
-    for overrides, n_jobs in ((["hydra/launcher=joblib"], cores),
-                              (["hydra/launcher=joblib", "threads=2"], max(1, cores // 2)),
-                              (["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"], 3)):
+    for overrides, n_jobs in (
+        (["hydra/launcher=joblib"], cores),
+        (["hydra/launcher=joblib", "threads=2"], max(1, cores // 2)),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=3"], 3),
+    ):
         from hydra import compose, initialize_config_dir
 
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -79,8 +81,9 @@ def test_loaders_pin_memory_only_for_a_cuda_trainer(make_challenge):
     from visionlab.data import ChallengeDataModule
 
     ch = make_challenge(n_per_class=4)
-    dm = ChallengeDataModule(root=str(ch.root), id_col=ch.id_col, label_col=ch.label_col, image_size=16,
-                             val_fraction=0.25)
+    dm = ChallengeDataModule(
+        root=str(ch.root), id_col=ch.id_col, label_col=ch.label_col, image_size=16, val_fraction=0.25
+    )
     dm.setup("fit")
     assert not dm.train_dataloader().pin_memory  # no trainer attached: CPU
     for device, pinned in (("cpu", False), ("cuda", True)):
@@ -99,8 +102,14 @@ def sweep_dir(cwd: Path) -> Path:
 
 def run_sweep(args: list[str], cwd: Path, timeout: float = 400) -> tuple[subprocess.CompletedProcess, int]:
     """The sweep as a user runs it; returns the finished process and its pid."""
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=user_env())
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_env(),
+    )
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
@@ -114,15 +123,29 @@ def job_pids(run_dir: Path) -> set[int]:
 def test_joblib_sweep_runs_jobs_in_parallel_processes_and_keeps_failures_apart(tmp_path):
     """3 jobs on the joblib launcher: one fails (invalid activation), one diverges (test_faults' recipe),
     one completes; each keeps its folder, result.json, log and TensorBoard run; one summary at the end."""
-    proc, pid = run_sweep(["-m", "hydra/launcher=joblib", "model.activation=not_an_activation,leaky_relu,relu",
-                           "model.init=ones", "model.bn=false", "optimizer=sgd", "optimizer.lr=10",
-                           "data.batch_size=8", *TINY], tmp_path)
+    proc, pid = run_sweep(
+        [
+            "-m",
+            "hydra/launcher=joblib",
+            "model.activation=not_an_activation,leaky_relu,relu",
+            "model.init=ones",
+            "model.bn=false",
+            "optimizer=sgd",
+            "optimizer.lr=10",
+            "data.batch_size=8",
+            *TINY,
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, describe(proc)
     assert "Joblib.Parallel(n_jobs=" in proc.stdout + proc.stderr
     d = sweep_dir(tmp_path)
     summary = pd.read_csv(d / "summary.csv").set_index("run")
-    assert list(summary.index) == ["model.activation=not_an_activation", "model.activation=leaky_relu",
-                                   "model.activation=relu"]
+    assert list(summary.index) == [
+        "model.activation=not_an_activation",
+        "model.activation=leaky_relu",
+        "model.activation=relu",
+    ]
     assert list(summary["status"]) == ["failed", "diverged", "completed"]
     assert proc.stdout.count("Sweep summary (3 runs)") == 1
     for run in ("model.activation=leaky_relu", "model.activation=relu"):
@@ -135,8 +158,7 @@ def test_joblib_sweep_runs_jobs_in_parallel_processes_and_keeps_failures_apart(t
 
 @pytest.mark.slow
 def test_submitit_local_sweep_runs_real_job_processes_and_collects_results(tmp_path):
-    proc, pid = run_sweep(["-m", "hydra/launcher=submitit_local", "model.bn=true,false", "threads=1", *TINY],
-                          tmp_path)
+    proc, pid = run_sweep(["-m", "hydra/launcher=submitit_local", "model.bn=true,false", "threads=1", *TINY], tmp_path)
     assert proc.returncode == 0, describe(proc)
     d = sweep_dir(tmp_path)
     summary = pd.read_csv(d / "summary.csv")
@@ -159,21 +181,45 @@ def test_slurm_launcher_writes_the_job_array_script(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "sbatch").write_text(f'#!/bin/sh\nfor a; do last="$a"; done\ncp "$last" {tmp_path}/job.sh\n'
-                                    'echo "sbatch: no cluster here" >&2\nexit 1\n')
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\nfor a; do last="$a"; done\ncp "$last" {tmp_path}/job.sh\n'
+        'echo "sbatch: no cluster here" >&2\nexit 1\n'
+    )
     for tool in ("srun", "sbatch"):
         (bin_dir / tool).chmod(0o755)
     env = user_env()
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=submitit_slurm",
-                           "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90",
-                           "hydra.launcher.gpus_per_node=2", "hydra.launcher.tasks_per_node=2",
-                           "hydra.launcher.array_parallelism=3", "model.bn=true,false", "optimizer=sgd,adam", *TINY],
-                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.timeout_min=90",
+            "hydra.launcher.gpus_per_node=2",
+            "hydra.launcher.tasks_per_node=2",
+            "hydra.launcher.array_parallelism=3",
+            "model.bn=true,false",
+            "optimizer=sgd,adam",
+            *TINY,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode != 0  # the stand-in sbatch refuses the array
     script = (tmp_path / "job.sh").read_text()
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --gpus-per-node=2",
-                 "#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=4", "#SBATCH --array=0-3%3"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=90",
+        "#SBATCH --gpus-per-node=2",
+        "#SBATCH --ntasks-per-node=2",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --array=0-3%3",
+    ):
         assert line in script, script
 
 
@@ -184,5 +230,6 @@ def test_sweep_benchmark_prints_both_wall_times_and_the_ratio(tmp_path):
 
     proc = run_cli(["--subset", "64", "--epochs", "1"], tmp_path, script="benchmarks/sweep_parallel.py", timeout=400)
     assert "design-card sweep: 4 jobs, data.subset=64, trainer.max_epochs=1" in proc.stdout
-    assert re.search(r"sequential: +\d+\.\d s\nparallel: +\d+\.\d s\nratio parallel / sequential: \d+\.\d\d",
-                     proc.stdout), proc.stdout
+    assert re.search(
+        r"sequential: +\d+\.\d s\nparallel: +\d+\.\d s\nratio parallel / sequential: \d+\.\d\d", proc.stdout
+    ), proc.stdout

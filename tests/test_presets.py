@@ -31,8 +31,9 @@ def build_net(cfg):
 
 
 def test_all_nine_ablation_questions_have_a_preset():
-    assert ABLATIONS == sorted(["bn", "depth", "dropout", "activation", "output", "pooling", "optimizer",
-                                "augmentation", "init"])
+    assert ABLATIONS == sorted(
+        ["bn", "depth", "dropout", "activation", "output", "pooling", "optimizer", "augmentation", "init"]
+    )
 
 
 @pytest.mark.parametrize("name", ABLATIONS)
@@ -40,7 +41,7 @@ def test_ablation_preset_sweeps_one_knob_and_every_value_builds(name):
     cfg = compose_train([f"experiment=ablation/{name}"])
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     assert len(params) == 1, "one knob per question, everything else held fixed"
-    (key, values), = params.items()
+    ((key, values),) = params.items()
     (override,) = OverridesParser.create().parse_overrides([f"{key}={values}"])
     choices = list(override.sweep_string_iterator())
     assert len(choices) >= 2
@@ -51,7 +52,7 @@ def test_ablation_preset_sweeps_one_knob_and_every_value_builds(name):
         x = torch.zeros(2, 3, job.data.image_size, job.data.image_size)
         assert net(x).shape == (2, 10)
         build_transforms(as_dict(job.augmentation).get("transforms"))
-        job.optimizer  # composes
+        assert job.optimizer is not None  # composes
 
 
 def test_leaderboard_preset_is_a_vgg_style_cnn_on_every_image():

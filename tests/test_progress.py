@@ -13,8 +13,8 @@ import sys
 import termios
 
 import pytest
-
 from conftest import REPO, cli_env, run_cli
+
 from visionlab.callbacks import epoch_line, final_test_line
 
 ARGS = ["data.subset=300", "trainer.max_epochs=2"]
@@ -22,8 +22,9 @@ ARGS = ["data.subset=300", "trainer.max_epochs=2"]
 
 def test_epoch_line_counts_from_one():
     record = {"epoch": 0, "train/loss": 1.5, "train/err": 0.5, "val/loss": 1.25, "val/err": 0.25}
-    assert epoch_line(record, 10, 2.0) == ("epoch 1/10  train/loss 1.5000  train/err 0.5000  val/loss 1.2500  "
-                                           "val/err 0.2500  (2.0s)")
+    assert epoch_line(record, 10, 2.0) == (
+        "epoch 1/10  train/loss 1.5000  train/err 0.5000  val/loss 1.2500  val/err 0.2500  (2.0s)"
+    )
     assert final_test_line({"test/loss": 0.5, "test/err": 0.125}) == "test  test/loss 0.5000  test/err 0.1250"
     assert final_test_line({"val/err": 0.1}) is None
 
@@ -32,8 +33,14 @@ def run_in_terminal(args, cwd) -> str:
     """Run train.py with stdout and stderr on a pseudo-terminal, as a user's shell does."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 40x160, as a window has
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=cli_env(),
-                            stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=slave,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     chunks = []
     while True:

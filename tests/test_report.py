@@ -38,8 +38,9 @@ def events_min(run_dir: Path, tag: str = "val/err") -> float:
 # ----------------------------------------------------------------------------- synthetic sweeps
 
 
-def make_run(sweep: Path, name: str, status: str, history: list[tuple[float, float]] | None = None,
-             events: bool = True, **extra) -> Path:
+def make_run(
+    sweep: Path, name: str, status: str, history: list[tuple[float, float]] | None = None, events: bool = True, **extra
+) -> Path:
     """A run folder like train.py writes: events (train/err, val/err per epoch step) and result.json."""
     run_dir = sweep / name
     run_dir.mkdir(parents=True)
@@ -51,16 +52,25 @@ def make_run(sweep: Path, name: str, status: str, history: list[tuple[float, flo
             for epoch, (train, val) in enumerate(history):
                 w.add_scalar("train/err", train, epoch)
                 w.add_scalar("val/err", val, epoch)
-    result = {"run": name, "status": status, "params": 1000, "wall_time_s": 1.5,
-              "history": [{"epoch": i, "train/err": t, "val/err": v} for i, (t, v) in enumerate(history)],
-              "epochs": len(history), **extra}
+    result = {
+        "run": name,
+        "status": status,
+        "params": 1000,
+        "wall_time_s": 1.5,
+        "history": [{"epoch": i, "train/err": t, "val/err": v} for i, (t, v) in enumerate(history)],
+        "epochs": len(history),
+        **extra,
+    }
     (run_dir / "result.json").write_text(json.dumps(result))  # NaN is written as NaN, as train.py does
     return run_dir
 
 
 def test_parse_run_name_keeps_bracketed_values():
     assert report.parse_run_name("model.channels=[32,64],optimizer=sgd,seed=0") == {
-        "model.channels": "[32,64]", "optimizer": "sgd", "seed": "0"}
+        "model.channels": "[32,64]",
+        "optimizer": "sgd",
+        "seed": "0",
+    }
     assert report.parse_run_name("a={x:1,y:[2,3]},b='p,q'") == {"a": "{x:1,y:[2,3]}", "b": "'p,q'"}
     assert report.parse_run_name("+experiment=foo") == {"experiment": "foo"}
     assert report.parse_run_name("not_an_override") is None
@@ -74,14 +84,19 @@ def test_split_top_level_reads_sweep_values_as_typed():
 
 
 def test_labels_are_the_swept_values():
-    names = ["model.channels=[32,64],seed=0", "model.channels=[32,64],seed=1",
-             "model.channels=[16,32],seed=0", "model.channels=[16,32],seed=1"]
+    names = [
+        "model.channels=[32,64],seed=0",
+        "model.channels=[32,64],seed=1",
+        "model.channels=[16,32],seed=0",
+        "model.channels=[16,32],seed=1",
+    ]
     labels, keys = report.setting_labels(names)
     assert keys == ["model.channels"]
     assert labels == ["[32,64]", "[32,64]", "[16,32]", "[16,32]"]
 
-    labels, keys = report.setting_labels(["model.bn=true,optimizer=sgd", "model.bn=false,optimizer=sgd",
-                                          "model.bn=true,optimizer=adam"])
+    labels, keys = report.setting_labels(
+        ["model.bn=true,optimizer=sgd", "model.bn=false,optimizer=sgd", "model.bn=true,optimizer=adam"]
+    )
     assert keys == ["model.bn", "optimizer"]
     assert labels == ["bn=true, optimizer=sgd", "bn=false, optimizer=sgd", "bn=true, optimizer=adam"]
 
@@ -141,8 +156,12 @@ def test_resumed_run_counts_each_epoch_once(tmp_path):
             w.add_scalar("val/err", v, step)
             w.add_scalar("train/err", v, step)
     run = report.load_run(run_dir)
-    assert run["series"]["val/err"] == [(1, pytest.approx(0.9)), (2, 0.5), (3, pytest.approx(0.4)),
-                                        (4, pytest.approx(0.3))]
+    assert run["series"]["val/err"] == [
+        (1, pytest.approx(0.9)),
+        (2, 0.5),
+        (3, pytest.approx(0.4)),
+        (4, pytest.approx(0.3)),
+    ]
     assert run["best_val_err"] == pytest.approx(0.3) and run["best_epoch"] == 4 and run["epochs"] == 4
 
 
@@ -193,8 +212,16 @@ def test_module_exit_code(tmp_path):
 @pytest.fixture(scope="module")
 def real_sweep(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("real_sweep")
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "model.bn=true,false", "seed=0,1",
-           "data.subset=64", "trainer.max_epochs=2", "data.val_fraction=0.05"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "model.bn=true,false",
+        "seed=0,1",
+        "data.subset=64",
+        "trainer.max_epochs=2",
+        "data.val_fraction=0.05",
+    ]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sweeps = list((cwd / "outputs" / "train" / "multiruns").iterdir())

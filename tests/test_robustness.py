@@ -22,13 +22,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, build_challenge, write_image
-from vl_helpers import (assert_user_error, challenge_overrides, describe, predict_inproc, run_user, train_inproc,
-                        train_small_challenge)
-from visionlab.data import ChallengeDataModule, DataError
-from visionlab.data import sources
-from visionlab.errors import ConfigError, InputError
+from vl_helpers import (
+    assert_user_error,
+    challenge_overrides,
+    describe,
+    predict_inproc,
+    run_user,
+    train_inproc,
+    train_small_challenge,
+)
+
+from visionlab.data import ChallengeDataModule, DataError, sources
+from visionlab.errors import InputError
 from visionlab.predict import CheckpointError, load_checkpoint, write_atomically
 from visionlab.runlock import LOCK_FILE, RunFolderInUse, RunLock
 
@@ -85,10 +91,13 @@ def test_resume_with_overrides_keeps_their_types(run_copy, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("override,needle", [
-    ("optimizer.lr=-1", "optimizer.lr=-1"),  # refused before training
-    ("model.activation=not_an_activation", "model.activation"),  # fails while building the model
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("optimizer.lr=-1", "optimizer.lr=-1"),  # refused before training
+        ("model.activation=not_an_activation", "model.activation"),  # fails while building the model
+    ],
+)
 def test_a_failed_resume_leaves_the_earlier_record_as_it_was(run_copy, tmp_path, override, needle):
     before = json.loads((run_copy / "result.json").read_text())
     proc = run_user([f"resume={run_copy}", override], tmp_path)
@@ -99,10 +108,16 @@ def test_a_failed_resume_leaves_the_earlier_record_as_it_was(run_copy, tmp_path,
 
 
 def hold_lock_in_child(run_dir: Path) -> subprocess.Popen:
-    code = ("import sys, time; from visionlab.runlock import RunLock; RunLock(sys.argv[1]); "
-            "print('held', flush=True); time.sleep(300)")
-    child = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True,
-                             env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    code = (
+        "import sys, time; from visionlab.runlock import RunLock; RunLock(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(300)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )
     assert child.stdout.readline().strip() == "held"
     return child
 
@@ -176,15 +191,32 @@ def messy_challenge(base: Path):
     (ch.root / "train" / "notes.png").write_text("not an image")
     (ch.root / "train" / "cut.jpg").write_bytes((ch.root / "test" / "test_0000.jpg").read_bytes()[:100])
     write_image(ch.root / "train" / "unlabelled.png", "png_L", (9, 9, 9), (8, 8), np.random.default_rng(0))
-    add_rows(ch, [("gone.png", "cat"), ("../outside.png", "dog"), ("notes.png", "frog"), ("cut.jpg", "cat"),
-                  ("unlabelled.png", "NaN")])
+    add_rows(
+        ch,
+        [
+            ("gone.png", "cat"),
+            ("../outside.png", "dog"),
+            ("notes.png", "frog"),
+            ("cut.jpg", "cat"),
+            ("unlabelled.png", "NaN"),
+        ],
+    )
     (ch.root / "test" / "broken.png").write_text("not an image either")
     add_rows(ch, [("ghost.jpg", "cat"), ("broken.png", "cat")], csv="sample_submission.csv")
     return ch
 
 
-NEEDLES = ["'gone.png': missing", "'../outside.png': refused", "notes.png", "cut.jpg", "'class'", "NaN",
-           "'ghost.jpg': missing", "broken.png", "data.on_bad_image=skip"]
+NEEDLES = [
+    "'gone.png': missing",
+    "'../outside.png': refused",
+    "notes.png",
+    "cut.jpg",
+    "'class'",
+    "NaN",
+    "'ghost.jpg': missing",
+    "broken.png",
+    "data.on_bad_image=skip",
+]
 
 
 @pytest.mark.slow
@@ -212,12 +244,16 @@ def test_skip_leaves_out_missing_and_unsafe_ids_too_and_keeps_test_rows(tmp_path
         make_dm(ch, on_bad_image="skip").setup(None)
     lines = (ch.root / "train.csv").read_text().splitlines()
     (ch.root / "train.csv").write_text("\n".join(line for line in lines if not line.endswith("NaN")) + "\n")
-    result = train_inproc(tmp_path / "run", challenge_overrides(ch) + ["trainer.max_epochs=1",
-                                                                       "data.on_bad_image=skip"])
+    result = train_inproc(
+        tmp_path / "run", challenge_overrides(ch) + ["trainer.max_epochs=1", "data.on_bad_image=skip"]
+    )
     assert result["status"] == "completed"
-    assert result["skipped_images"] == 4 + 2, result  # train: missing, escaping, 2 unreadable; test: missing, unreadable
-    out = predict_inproc(tmp_path / "run" / "checkpoints" / "best.ckpt", tmp_path / "sub.csv",
-                         ["data.on_bad_image=skip"])
+    assert result["skipped_images"] == 4 + 2, (
+        result
+    )  # train: missing, escaping, 2 unreadable; test: missing, unreadable
+    out = predict_inproc(
+        tmp_path / "run" / "checkpoints" / "best.ckpt", tmp_path / "sub.csv", ["data.on_bad_image=skip"]
+    )
     table = pd.read_csv(out, dtype=str)
     assert list(table[ch.id_col]) == ch.test_ids + ["ghost.jpg", "broken.png"]  # every row kept
     assert set(table[ch.label_col]) <= set(ch.classes)
@@ -282,12 +318,15 @@ def test_csv_with_another_delimiter_is_named_as_the_problem(make_challenge, sep)
 # ----------------------------------------------------------------------------- 9: config values
 
 
-@pytest.mark.parametrize("override,key", [
-    ("optimizer.lr=-1", "optimizer.lr"),
-    ("optimizer.weight_decay=-0.1", "optimizer.weight_decay"),
-    ("data.batch_size=0", "data.batch_size"),
-    ("trainer.max_epochs=0", "trainer.max_epochs"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("optimizer.lr=-1", "optimizer.lr"),
+        ("optimizer.weight_decay=-0.1", "optimizer.weight_decay"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("trainer.max_epochs=0", "trainer.max_epochs"),
+    ],
+)
 def test_bad_config_values_are_refused_naming_the_key_before_data_loads(tmp_path, override, key):
     # data.root does not exist: a check that ran after the data loads would complain about data.root
     args = ["data=challenge", f"data.root={tmp_path / 'no_such_download'}", override]
@@ -367,15 +406,23 @@ def test_predict_killed_mid_write_leaves_nothing_the_next_run_keeps(trained, tmp
     """kill -9 between writing the temporary file and renaming it: the next predict cleans up."""
     _, ckpt = trained
     out = tmp_path / "sub.csv"
-    code = (f"import os, pandas as pd, sys; sys.path[:0] = [{str(REPO / 'tests')!r}]\n"
-            "from visionlab import predict\n"
-            "def die(self, path, *a, **k):\n"
-            "    open(path, 'w').close(); os.kill(os.getpid(), 9)\n"
-            "pd.DataFrame.to_csv = die\n"
-            "from vl_helpers import predict_inproc\n"
-            f"predict_inproc({str(ckpt)!r}, __import__('pathlib').Path({str(out)!r}))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    code = (
+        f"import os, pandas as pd, sys; sys.path[:0] = [{str(REPO / 'tests')!r}]\n"
+        "from visionlab import predict\n"
+        "def die(self, path, *a, **k):\n"
+        "    open(path, 'w').close(); os.kill(os.getpid(), 9)\n"
+        "pd.DataFrame.to_csv = die\n"
+        "from vl_helpers import predict_inproc\n"
+        f"predict_inproc({str(ckpt)!r}, __import__('pathlib').Path({str(out)!r}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) == 1 and leftovers[0].startswith(".sub.csv."), leftovers
@@ -419,14 +466,17 @@ def _pickle(d):
     (d / "x.ckpt").write_bytes(pickle.dumps({"state_dict": {}}))
 
 
-@pytest.mark.parametrize("make,says", [
-    (_empty, "the file is empty (0 bytes)"),
-    (_truncated, "cut short or damaged"),
-    (_random, "not a torch file at all"),
-    (_text, "not a torch file at all (it starts with the text '<html>404 Not Found</html>')"),
-    (_code, "refused for safety: it holds pickled Python objects (posix.system) that would run code"),
-    (_pickle, "a Python pickle, not a file written by torch.save: refused for safety"),
-])
+@pytest.mark.parametrize(
+    "make,says",
+    [
+        (_empty, "the file is empty (0 bytes)"),
+        (_truncated, "cut short or damaged"),
+        (_random, "not a torch file at all"),
+        (_text, "not a torch file at all (it starts with the text '<html>404 Not Found</html>')"),
+        (_code, "refused for safety: it holds pickled Python objects (posix.system) that would run code"),
+        (_pickle, "a Python pickle, not a file written by torch.save: refused for safety"),
+    ],
+)
 def test_unloadable_checkpoint_says_which_case_in_full(tmp_path, make, says):
     make(tmp_path)
     with pytest.raises(CheckpointError) as err:
@@ -449,14 +499,19 @@ def test_unloadable_weights_file_says_which_case(tmp_path):
 
 def png_bomb(path: Path, width: int, height: int) -> Path:
     """A real greyscale PNG of width x height black pixels, compressed row by row (a few hundred KB)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     z = zlib.compressobj(9)
     row = bytes(width + 1)  # filter byte + pixels
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
     return path
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import REPO
+from omegaconf import OmegaConf
 from vl_helpers import compose_cfg, describe, user_env
+
 from visionlab import search
 from visionlab.report import main as report_main
 from visionlab.sweep import read_result
@@ -25,10 +25,23 @@ from visionlab.sweep import read_result
 # The real search experiment with a test search space (tests/conf: search_space=diverging): a log-scale
 # lr from 1e-4 to 1e6 (leaky ReLU, no BN, plain SGD: large rates diverge) and a pooling choice whose
 # second value is invalid (those trials fail). Sampler seed 0 draws completed, diverged and failed trials.
-SEARCH = ["-m", "-cd", str(REPO / "tests" / "conf"), "experiment=search", "search_space=diverging",
-          "hydra.sweeper.sampler.seed=0", "data.subset=32", "data.val_fraction=0.02", "data.solution=null",
-          "trainer.max_epochs=1", "data.batch_size=8", "model.bn=false", "model.activation=leaky_relu",
-          "optimizer=sgd", "threads=1"]
+SEARCH = [
+    "-m",
+    "-cd",
+    str(REPO / "tests" / "conf"),
+    "experiment=search",
+    "search_space=diverging",
+    "hydra.sweeper.sampler.seed=0",
+    "data.subset=32",
+    "data.val_fraction=0.02",
+    "data.solution=null",
+    "trainer.max_epochs=1",
+    "data.batch_size=8",
+    "model.bn=false",
+    "model.activation=leaky_relu",
+    "optimizer=sgd",
+    "threads=1",
+]
 
 
 def test_search_experiment_composes_the_optuna_sweeper():
@@ -41,8 +54,14 @@ def test_search_experiment_composes_the_optuna_sweeper():
     sweeper = hcfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_.endswith("TPESampler")
     assert sweeper.direction == "minimize" and sweeper.max_failure_rate == 1.0
-    assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "model.dropout", "model.channels",
-                                   "model.block_convs", "augmentation"}
+    assert set(sweeper.params) == {
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "model.dropout",
+        "model.channels",
+        "model.block_convs",
+        "augmentation",
+    }
     assert sweeper.params["optimizer.lr"].startswith("tag(log")
     assert OmegaConf.to_container(sweeper)["storage"] == "sqlite:///${hydra.sweep.dir}/optuna.db"  # in the sweep folder
 
@@ -52,8 +71,7 @@ def test_trial_names_carry_the_trial_number_and_short_floats(monkeypatch):
     monkeypatch.delenv("VISIONLAB_SWEPT_KEYS", raising=False)
     monkeypatch.setenv(search.TRIAL_OFFSET_ENV, "7")
     params = {"optimizer.lr": "tag(log, interval(1e-4, 1))", "model.block_convs": "choice(1,2)"}
-    name = search.trial_name(["optimizer.lr=0.00029943411457129874", "model.block_convs=2", "data.subset=9"],
-                             params, 2)
+    name = search.trial_name(["optimizer.lr=0.00029943411457129874", "model.block_convs=2", "data.subset=9"], params, 2)
     assert name == "trial=9,optimizer.lr=0.000299,model.block_convs=2"
 
 
@@ -80,8 +98,7 @@ def test_trials_left_counts_finished_trials_and_never_creates_a_study(tmp_path):
 def test_resuming_marks_killed_trials_interrupted(tmp_path, monkeypatch):
     make_study(tmp_path, ["complete", "running"])
     monkeypatch.delenv(search.TRIAL_OFFSET_ENV, raising=False)
-    config = OmegaConf.create({"hydra": {"sweeper": {"storage": search.storage_url(tmp_path),
-                                                     "study_name": "search"}}})
+    config = OmegaConf.create({"hydra": {"sweeper": {"storage": search.storage_url(tmp_path), "study_name": "search"}}})
     search.SearchStudy().on_multirun_start(config)
     trials = search.open_study(search.storage_url(tmp_path)).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
@@ -106,21 +123,34 @@ def killed_and_resumed(tmp_path_factory):
     """A 6-trial search killed (SIGKILL) after its second trial finished, then the same command pointed
     at its folder."""
     cwd = tmp_path_factory.mktemp("search")
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *SEARCH, "search.trials=6"], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=user_env())
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *SEARCH, "search.trials=6"],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user_env(),
+    )
     try:
+
         def two_done():  # read the trials' result.json: opening the study now would race its creation
             results = [read_result(p.parent) for p in (cwd / "outputs").glob("train/multiruns/*/*/result.json")]
             return sum(r.get("status") in ("completed", "diverged", "failed") for r in results) >= 2
+
         wait_for(two_done, 300, proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     [sweep] = list((cwd / "outputs" / "train" / "multiruns").iterdir())
     before = search.open_study(search.storage_url(sweep)).trials
-    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), *SEARCH, "search.trials=6",
-                              f"hydra.sweep.dir={sweep}"], cwd=cwd, capture_output=True, text=True,
-                             env=user_env(), timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *SEARCH, "search.trials=6", f"hydra.sweep.dir={sweep}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=user_env(),
+        timeout=600,
+    )
     return sweep, before, resumed
 
 
@@ -131,7 +161,7 @@ def test_killed_search_resumes_in_its_folder_and_accounts_for_every_trial(killed
     study = search.open_study(search.storage_url(sweep))
     finished = [t for t in study.trials if search.finished(t)]
     assert len(finished) == 6  # the study's total, over both sessions
-    assert [t.number for t in study.trials[:len(before)]] == [t.number for t in before]  # the old trials kept
+    assert [t.number for t in study.trials[: len(before)]] == [t.number for t in before]  # the old trials kept
     interrupted = [t for t in study.trials if t.user_attrs.get(search.INTERRUPTED)]
     assert all(t.state == optuna.trial.TrialState.FAIL for t in interrupted)
     assert len(study.trials) == 6 + len(interrupted)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_image
 from PIL import Image
 
 from visionlab.data import fashion_mnist, sources
 from visionlab.data.sources import DataError
-
-from conftest import write_image
 
 
 def small_png(path: Path, colour=(10, 20, 30), size=(6, 5)) -> Path:
@@ -168,7 +167,9 @@ def test_symlink_inside_the_folder_is_fine(tmp_path):
 
 def test_challenge_test_follows_sample_submission_and_solution(make_challenge):
     ch = make_challenge()
-    items, sample = sources.challenge_test(ch.root, "test", "sample_submission.csv", "filename", "solution.csv", "class")
+    items, sample = sources.challenge_test(
+        ch.root, "test", "sample_submission.csv", "filename", "solution.csv", "class"
+    )
     assert items.ids == ch.test_ids
     assert items.labels == ch.test_labels
     assert list(sample.columns) == ["filename", "class"]

@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from conftest import REPO
 
 from visionlab import sweep
 from visionlab.sweep import run_name, safe_name, swept_keys
-
-from conftest import REPO
 
 SWEEP_ARGV = ["train.py", "-m", "model.bn=true,false", "optimizer=sgd,adam", "data.subset=64", "trainer.max_epochs=1"]
 
@@ -33,8 +32,10 @@ def test_run_name_uses_the_swept_values_as_typed(monkeypatch):
     # Hydra hands each job its overrides with Python-style booleans.
     task = ["model.bn=True", "optimizer=sgd", "data.subset=64", "trainer.max_epochs=1"]
     assert run_name(task) == "model.bn=true,optimizer=sgd"
-    assert run_name(["model.bn=False", "optimizer=adam", "data.subset=64", "trainer.max_epochs=1"]) == \
-        "model.bn=false,optimizer=adam"
+    assert (
+        run_name(["model.bn=False", "optimizer=adam", "data.subset=64", "trainer.max_epochs=1"])
+        == "model.bn=false,optimizer=adam"
+    )
 
 
 def test_run_name_without_a_sweep_lists_all_overrides(monkeypatch):
@@ -100,11 +101,18 @@ def test_summary_orders_by_job_and_reports_failures(tmp_path):
     assert list(saved["status"]) == ["completed", "completed", "failed", "unreadable"]
     assert saved.loc[2, "error"] == "DataError: boom"
     assert "history" not in saved.columns
-    assert list(saved.columns[:len(sweep.SUMMARY_COLUMNS)]) == sweep.SUMMARY_COLUMNS
+    assert list(saved.columns[: len(sweep.SUMMARY_COLUMNS)]) == sweep.SUMMARY_COLUMNS
     table = sweep.format_table(df)
     lines = table.splitlines()
-    assert lines[0].split() == ["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err",
-                                "wall_time_s"]
+    assert lines[0].split() == [
+        "run",
+        "status",
+        "best_val_err",
+        "best_epoch",
+        "final_train_err",
+        "test_err",
+        "wall_time_s",
+    ]
     assert "0.2500" in lines[2] and "0.5000" in lines[1]
 
 

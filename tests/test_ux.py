@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_report import PNGS, make_run, valid_png
 
-from test_report import make_run, valid_png, PNGS
 from visionlab import report
-
 
 # ----------------------------------------------------------------------------- 1. the report
 
@@ -27,11 +26,22 @@ def test_report_on_a_sweep_with_a_job_that_failed_before_its_model_was_built(tmp
     first epoch has only NaNs. Both are rows of the table, marked, and every file is written."""
     sweep = tmp_path / "sweep"
     make_run(sweep, "model.activation=relu", "completed", [(0.6, 0.5), (0.4, 0.3)])
-    _bare_result(sweep / "model.activation=bogus", run="model.activation=bogus", status="failed",
-                 error="ConfigError: model.activation='bogus' is not one of [...]", wall_time_s=1.0)
-    _bare_result(sweep / "model.activation=tanh", run="model.activation=tanh", status="diverged", params=100,
-                 wall_time_s=float("nan"), epochs=1, history=[{"epoch": 0, "train/err": math.nan,
-                                                               "val/err": math.nan}])
+    _bare_result(
+        sweep / "model.activation=bogus",
+        run="model.activation=bogus",
+        status="failed",
+        error="ConfigError: model.activation='bogus' is not one of [...]",
+        wall_time_s=1.0,
+    )
+    _bare_result(
+        sweep / "model.activation=tanh",
+        run="model.activation=tanh",
+        status="diverged",
+        params=100,
+        wall_time_s=float("nan"),
+        epochs=1,
+        history=[{"epoch": 0, "train/err": math.nan, "val/err": math.nan}],
+    )
     assert report.main([str(sweep)]) == 0
     capsys.readouterr()
     for png in PNGS:
@@ -62,19 +72,22 @@ def test_report_writes_no_file_when_the_table_cannot_be_made(tmp_path, monkeypat
 
 # ----------------------------------------------------------------------------- 3. paths Hydra cannot parse
 
-from visionlab.argv import quote_paths, quote_token, _parses  # noqa: E402
+from visionlab.argv import _parses, quote_paths, quote_token  # noqa: E402
 
 JOB = "outputs/train/multiruns/2026-11-25_10-00-00_abc123/model.bn=true,optimizer=sgd"
 
 
-@pytest.mark.parametrize("token, value", [
-    (f"ckpt={JOB}/checkpoints/best.ckpt", f"{JOB}/checkpoints/best.ckpt"),
-    (f"resume={JOB}", JOB),
-    ("output=subs/lr=0.1.csv", "subs/lr=0.1.csv"),
-    ("data.root=~/data/seed=0", "~/data/seed=0"),
-    ("ckpt=C:\\runs\\seed=0\\", "C:\\runs\\seed=0\\"),
-    ("ckpt=a\"b/seed=0", "a\"b/seed=0"),
-])
+@pytest.mark.parametrize(
+    "token, value",
+    [
+        (f"ckpt={JOB}/checkpoints/best.ckpt", f"{JOB}/checkpoints/best.ckpt"),
+        (f"resume={JOB}", JOB),
+        ("output=subs/lr=0.1.csv", "subs/lr=0.1.csv"),
+        ("data.root=~/data/seed=0", "~/data/seed=0"),
+        ("ckpt=C:\\runs\\seed=0\\", "C:\\runs\\seed=0\\"),
+        ('ckpt=a"b/seed=0', 'a"b/seed=0'),
+    ],
+)
 def test_a_path_hydra_rejects_is_handed_over_quoted(token, value):
     assert _parses(token) is None  # what Hydra says to the token as typed: mismatched input '='
     fixed = _parses(quote_token(token))
@@ -86,7 +99,7 @@ def test_a_list_of_paths_is_split_where_the_paths_exist(tmp_path):
     a.mkdir(), b.mkdir()
     assert _parses(f"ckpt=[{a},{b}]") is None
     assert _parses(quote_token(f"ckpt=[{a},{b}]")).value() == [str(a), str(b)]
-    assert _parses(quote_token(f"ckpt=[{a},\"{b}\"]")).value() == [str(a), str(b)]
+    assert _parses(quote_token(f'ckpt=[{a},"{b}"]')).value() == [str(a), str(b)]
     # an existing folder with a comma would otherwise be read as a sweep of two values
     c = tmp_path / "x,y"
     c.mkdir()
@@ -94,8 +107,20 @@ def test_a_list_of_paths_is_split_where_the_paths_exist(tmp_path):
 
 
 def test_other_tokens_are_left_alone():
-    argv = ["-m", "-cn", "seed=1", "model.bn=true,false", 'ckpt="a=b"', "ckpt='a=b'", "ckpt=a.ckpt",
-            "optimizer=sgd", "data.root=[1,2", "--cfg", "job", "model.channels=[32,64]"]
+    argv = [
+        "-m",
+        "-cn",
+        "seed=1",
+        "model.bn=true,false",
+        'ckpt="a=b"',
+        "ckpt='a=b'",
+        "ckpt=a.ckpt",
+        "optimizer=sgd",
+        "data.root=[1,2",
+        "--cfg",
+        "job",
+        "model.channels=[32,64]",
+    ]
     assert quote_paths(argv) == argv[:8] + ['data.root="[1,2"'] + argv[9:]
 
 
@@ -169,8 +194,14 @@ def run_env(args, cwd, env_extra, script="train.py"):
 
     env = user_env()
     env.update(env_extra)
-    return subprocess.run([sys.executable, str(REPO / script)] + [str(a) for a in args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / script)] + [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_cheap_checks_come_before_the_imports(tmp_path, no_heavy_imports):
@@ -186,8 +217,11 @@ def test_cheap_checks_come_before_the_imports(tmp_path, no_heavy_imports):
     for args, script, needle in cases:
         proc = run_env(args, tmp_path, no_heavy_imports, script)
         assert_user_error(proc, needle)
-    assert _runs(tmp_path) == [] and not (tmp_path / "outputs" / "predict").exists() or \
-        list((tmp_path / "outputs" / "predict").iterdir()) == []
+    assert (
+        _runs(tmp_path) == []
+        and not (tmp_path / "outputs" / "predict").exists()
+        or list((tmp_path / "outputs" / "predict").iterdir()) == []
+    )
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on a machine without a GPU")
@@ -204,15 +238,15 @@ def test_a_gpu_asked_for_on_a_machine_without_one(tmp_path):
 def test_best_ckpt_carries_weights_and_config_only_and_resume_uses_last(tmp_path):
     import torch
     from omegaconf import OmegaConf
-
     from vl_helpers import predict_inproc, train_small_challenge
+
     from visionlab.train import resume_config
 
     ch, best = train_small_challenge(tmp_path)
     last = best.with_name("last.ckpt")
-    b, l = torch.load(best, weights_only=True), torch.load(last, weights_only=True)
+    b, last_state = torch.load(best, weights_only=True), torch.load(last, weights_only=True)
     assert "optimizer_states" not in b and "callbacks" not in b and {"state_dict", "visionlab"} <= set(b)
-    assert "optimizer_states" in l and "loops" in l  # what resume needs
+    assert "optimizer_states" in last_state and "loops" in last_state  # what resume needs
     assert best.stat().st_size < 0.6 * last.stat().st_size  # Adam's two moments are gone
     assert predict_inproc(best, tmp_path / "sub.csv").is_file()
 
@@ -241,11 +275,14 @@ def test_debug_fdr_is_quiet_loads_what_it_uses_and_suggests_no_submission(tmp_pa
     assert "GPU available" in proc.stdout + proc.stderr  # verbose=true lets Lightning speak
 
 
-@pytest.mark.parametrize("preset, trainer", [
-    ("overfit", {"overfit_batches": 3, "max_epochs": 20}),
-    ("limits", {"limit_train_batches": 5, "limit_val_batches": 2, "max_epochs": 3}),
-    ("profiler", {"profiler": "simple", "max_epochs": 1}),
-])
+@pytest.mark.parametrize(
+    "preset, trainer",
+    [
+        ("overfit", {"overfit_batches": 3, "max_epochs": 20}),
+        ("limits", {"limit_train_batches": 5, "limit_val_batches": 2, "max_epochs": 3}),
+        ("profiler", {"profiler": "simple", "max_epochs": 1}),
+    ],
+)
 def test_debug_presets_compose(preset, trainer):
     from vl_helpers import compose_cfg
 
@@ -259,7 +296,8 @@ def test_a_diverged_run_suggests_no_submission(make_challenge, tmp_path, capsys)
     from vl_helpers import train_inproc
 
     ch = make_challenge(n_per_class=8)
-    result = train_inproc(tmp_path / "run", challenge_overrides(ch) + [
-        "trainer.max_epochs=2", "optimizer.lr=1e12", "model.bn=false"])
+    result = train_inproc(
+        tmp_path / "run", challenge_overrides(ch) + ["trainer.max_epochs=2", "optimizer.lr=1e12", "model.bn=false"]
+    )
     assert result["status"] == "diverged", result
     assert "submission:" not in capsys.readouterr().out

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import REPO, build_challenge, cli_env
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, build_challenge, cli_env
 from visionlab.sweep import register_resolvers
 
 register_resolvers()
@@ -30,8 +30,7 @@ def run_user(args, cwd: Path, script: str = "train.py", timeout: float = 240) ->
 
 
 def describe(proc: subprocess.CompletedProcess) -> str:
-    return (f"exit {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-3000:]}\n"
-            f"--- stderr (tail)\n{proc.stderr[-5000:]}")
+    return f"exit {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-3000:]}\n--- stderr (tail)\n{proc.stderr[-5000:]}"
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -40,7 +39,7 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
     assert proc.returncode != 0, describe(proc)
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, describe(proc)
     assert "error: " in proc.stderr, describe(proc)
-    message = proc.stderr[proc.stderr.index("error: "):]
+    message = proc.stderr[proc.stderr.index("error: ") :]
     for needle in needles:
         assert needle in message, f"{needle!r} not in the error:\n{message}"
     return message
@@ -52,8 +51,14 @@ def compose_cfg(config_name: str, overrides: list[str]):
 
 
 def challenge_overrides(ch, image_size: int = 16) -> list[str]:
-    return ["data=challenge", f"data.root={ch.root}", f"data.id_col={ch.id_col}", f"data.label_col={ch.label_col}",
-            f"data.image_size={image_size}", "data.batch_size=16"]
+    return [
+        "data=challenge",
+        f"data.root={ch.root}",
+        f"data.id_col={ch.id_col}",
+        f"data.label_col={ch.label_col}",
+        f"data.image_size={image_size}",
+        "data.batch_size=16",
+    ]
 
 
 def train_inproc(out_dir: Path, overrides: list[str]) -> dict:
@@ -69,8 +74,11 @@ def predict_inproc(ckpt, output: Path, overrides: list[str] = ()) -> Path:
     """visionlab.predict.run on the composed predict config (data_group: none given)."""
     from visionlab.predict import run
 
-    cfg = compose_cfg("predict", [f"ckpt={ckpt}", f"output={output}", f"paths.output_dir={Path(output).parent}",
-                                  "data_group=null", "device=cpu"] + list(overrides))
+    cfg = compose_cfg(
+        "predict",
+        [f"ckpt={ckpt}", f"output={output}", f"paths.output_dir={Path(output).parent}", "data_group=null", "device=cpu"]
+        + list(overrides),
+    )
     return run(cfg)
 
 

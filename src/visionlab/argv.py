@@ -12,8 +12,19 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 # keys whose values are file or folder paths (their list forms included: ckpt=[a,b])
 PATH_KEYS = {"ckpt", "resume", "output", "ckpt_path", "data.root", "model.weights", "paths.output_dir"}
 # Hydra's flags that take the next token as their value (not an override)
-FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--info", "-i",
-                    "--experimental-rerun", "--package", "-p"}
+FLAGS_WITH_VALUE = {
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+    "-cd",
+    "--config-dir",
+    "--info",
+    "-i",
+    "--experimental-rerun",
+    "--package",
+    "-p",
+}
 
 _parser = None
 

@@ -49,8 +49,10 @@ def check_budget(cfg) -> None:
         return
     devices = (cfg.get("trainer") or {}).get("devices", 1)
     if devices not in (1, "1", None):
-        raise ConfigError(f"budget= plans single-process runs; trainer.devices={devices} runs several. "
-                          "Drop budget= (set trainer.max_epochs) or train on one device.")
+        raise ConfigError(
+            f"budget= plans single-process runs; trainer.devices={devices} runs several. "
+            "Drop budget= (set trainer.max_epochs) or train on one device."
+        )
 
 
 def _step_clock():
@@ -88,7 +90,6 @@ def measure_steps(cfg, model, dm) -> tuple[float, float | None]:
     record and the random state are put back afterwards, so training starts as without the timing."""
     import tempfile
 
-    import torch
     from hydra.utils import instantiate
     from pytorch_lightning.utilities.seed import isolate_rng
 
@@ -98,11 +99,24 @@ def measure_steps(cfg, model, dm) -> tuple[float, float | None]:
     clock = _step_clock()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with isolate_rng(), tempfile.TemporaryDirectory(prefix="vl_budget_") as tmp:
-        trainer = instantiate(cfg.trainer, default_root_dir=tmp, callbacks=[clock], logger=False,
-                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                              max_epochs=epochs, max_time=None, min_epochs=None, fast_dev_run=False,
-                              limit_train_batches=min(batches, wanted), limit_val_batches=1 + TIMED_EVAL_STEPS,
-                              num_sanity_val_steps=0, check_val_every_n_epoch=epochs, profiler=None)
+        trainer = instantiate(
+            cfg.trainer,
+            default_root_dir=tmp,
+            callbacks=[clock],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            max_epochs=epochs,
+            max_time=None,
+            min_epochs=None,
+            fast_dev_run=False,
+            limit_train_batches=min(batches, wanted),
+            limit_val_batches=1 + TIMED_EVAL_STEPS,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=epochs,
+            profiler=None,
+        )
         trainer.fit(model, datamodule=dm)
     model.load_state_dict(saved)
     model.history, model.diverged, model._val_metrics = [], False, {}
@@ -129,14 +143,30 @@ def plan(cfg, model, dm, seconds: float, spent: float) -> dict:
     room = SAFETY * seconds - spent - end_s
     epochs = round(room / epoch_s) if epoch_s > 0 else 0  # nearest: half an epoch early or late at most
     if epochs < 1:
-        raise ConfigError(f"budget={seconds:g}s leaves no room for a single epoch: {spent:.0f} s are spent before "
-                          f"training, an epoch takes ~{epoch_s:.1f} s and the test ~{end_s:.1f} s. Give budget= at "
-                          f"least {math.ceil((spent + epoch_s + end_s) / SAFETY)}s, or a smaller data.subset.")
-    result = {"seconds": seconds, "step_time_s": round(train_step, 5), "eval_step_time_s": round(eval_step, 5),
-              "epoch_time_s": round(epoch_s, 3), "startup_s": round(spent, 2), "end_s": round(end_s, 2),
-              "planned_epochs": epochs, "planned_total_s": round(spent + epochs * epoch_s + end_s, 1)}
-    log.info("budget=%gs: %.0f s spent, %.3f s per training step, %.1f s per epoch: %d epochs planned "
-             "(ends at ~%.0f s)", seconds, spent, train_step, epoch_s, epochs, result["planned_total_s"])
+        raise ConfigError(
+            f"budget={seconds:g}s leaves no room for a single epoch: {spent:.0f} s are spent before "
+            f"training, an epoch takes ~{epoch_s:.1f} s and the test ~{end_s:.1f} s. Give budget= at "
+            f"least {math.ceil((spent + epoch_s + end_s) / SAFETY)}s, or a smaller data.subset."
+        )
+    result = {
+        "seconds": seconds,
+        "step_time_s": round(train_step, 5),
+        "eval_step_time_s": round(eval_step, 5),
+        "epoch_time_s": round(epoch_s, 3),
+        "startup_s": round(spent, 2),
+        "end_s": round(end_s, 2),
+        "planned_epochs": epochs,
+        "planned_total_s": round(spent + epochs * epoch_s + end_s, 1),
+    }
+    log.info(
+        "budget=%gs: %.0f s spent, %.3f s per training step, %.1f s per epoch: %d epochs planned (ends at ~%.0f s)",
+        seconds,
+        spent,
+        train_step,
+        epoch_s,
+        epochs,
+        result["planned_total_s"],
+    )
     return result
 
 

@@ -32,8 +32,9 @@ class AccuracyCurve(pl.Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         begin = time.time()
         info = pl_module.info
-        dm = FashionMNISTDataModule(root=self.root, image_size=info["image_size"],
-                                    interpolation=info["interpolation"], classes=info["classes"])
+        dm = FashionMNISTDataModule(
+            root=self.root, image_size=info["image_size"], interpolation=info["interpolation"], classes=info["classes"]
+        )
         dm.setup("test")
         if dm.test_set.labels is None:
             raise ValueError(f"the Fashion-MNIST test split has no labels the model knows ({info['classes']}).")
@@ -48,7 +49,9 @@ class AccuracyCurve(pl.Callback):
         begin = time.time()
         accuracy = self.evaluate(trainer, pl_module)
         with open(self.output, "a", newline="") as fh:
-            csv.writer(fh).writerow([trainer.current_epoch + 1, f"{begin:.3f}", f"{self.excluded:.3f}", f"{accuracy:.5f}"])
+            csv.writer(fh).writerow(
+                [trainer.current_epoch + 1, f"{begin:.3f}", f"{self.excluded:.3f}", f"{accuracy:.5f}"]
+            )
         self.excluded += time.time() - begin
 
     @torch.inference_mode()
@@ -59,8 +62,8 @@ class AccuracyCurve(pl.Callback):
         try:
             for i in range(0, len(self.images), self.batch_size):
                 with trainer.precision_plugin.val_step_context():  # the run's own autocast (bf16-mixed)
-                    logits = pl_module(self.images[i:i + self.batch_size].to(pl_module.device))
-                correct += int((logits.argmax(1).cpu() == self.labels[i:i + self.batch_size]).sum())
+                    logits = pl_module(self.images[i : i + self.batch_size].to(pl_module.device))
+                correct += int((logits.argmax(1).cpu() == self.labels[i : i + self.batch_size]).sum())
         finally:
             pl_module.train(was_training)
         return correct / len(self.labels)

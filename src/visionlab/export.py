@@ -54,8 +54,10 @@ def one_checkpoint(ckpt) -> Path:
         raise CheckpointError(f"ckpt={list(ckpt)} names several checkpoints; export one model at a time.")
     paths = expand_checkpoints([ckpt])
     if len(paths) != 1:
-        raise CheckpointError(f"ckpt={str(ckpt)!r} is a sweep folder of {len(paths)} jobs; export one model: give "
-                              "one job's folder or its checkpoints/best.ckpt.")
+        raise CheckpointError(
+            f"ckpt={str(ckpt)!r} is a sweep folder of {len(paths)} jobs; export one model: give "
+            "one job's folder or its checkpoints/best.ckpt."
+        )
     return paths[0]
 
 
@@ -65,17 +67,27 @@ def metadata(info: dict, fmt: str, model_file: Path, ckpt_path: Path, opset: int
         "format": fmt,
         "model": model_file.name,
         "checkpoint": str(Path(ckpt_path).resolve()),
-        "input": {"name": INPUT, "dtype": "uint8", "shape": ["batch", 3, size, size], "channels": "RGB",
-                  "range": [0, 255]},
-        "output": {"name": OUTPUT, "dtype": "float32", "shape": ["batch", len(info["classes"])],
-                   "meaning": "class probabilities, in the order of classes"},
+        "input": {
+            "name": INPUT,
+            "dtype": "uint8",
+            "shape": ["batch", 3, size, size],
+            "channels": "RGB",
+            "range": [0, 255],
+        },
+        "output": {
+            "name": OUTPUT,
+            "dtype": "float32",
+            "shape": ["batch", len(info["classes"])],
+            "meaning": "class probabilities, in the order of classes",
+        },
         "classes": list(info["classes"]),
         "preprocessing": {
             "image_size": size,
             "interpolation": info["interpolation"],
             "resize": f"convert to RGB, then resize the whole image to {size}x{size} with PIL's "
-                      f"{info['interpolation']} filter (no crop, aspect ratio not kept), as visionlab does",
-            "mean": list(info["mean"]), "std": list(info["std"]),
+            f"{info['interpolation']} filter (no crop, aspect ratio not kept), as visionlab does",
+            "mean": list(info["mean"]),
+            "std": list(info["std"]),
             "normalization": "inside the model: (pixel / 255 - mean) / std; feed raw uint8 pixels",
         },
         **({"opset": opset} if opset is not None else {}),
@@ -98,9 +110,18 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int)
     # offline and handles convnets and timm backbones. Switch to dynamo=True (and add onnxscript to
     # the export extra) when torch drops it.
     with _quiet():
-        torch.onnx.export(model, (example,), str(path), dynamo=False, export_params=True, opset_version=int(opset),
-                          input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            export_params=True,
+            opset_version=int(opset),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            do_constant_folding=True,
+            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+        )
 
 
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -121,8 +142,10 @@ def run_exported(path: Path, fmt: str, images: torch.Tensor) -> np.ndarray:
 
 def run(cfg: DictConfig) -> Path:
     if OmegaConf.is_missing(cfg, "ckpt") or not cfg.get("ckpt"):
-        raise CheckpointError("no checkpoint given. Usage: python export.py ckpt=PATH format=onnx|torchscript; "
-                              "training prints the path of its best.ckpt.")
+        raise CheckpointError(
+            "no checkpoint given. Usage: python export.py ckpt=PATH format=onnx|torchscript; "
+            "training prints the path of its best.ckpt."
+        )
     fmt = str(cfg.format).lower()
     if fmt not in FORMATS:
         raise ConfigError(f"format={cfg.format!r} is not one of {list(FORMATS)}.")
@@ -155,8 +178,11 @@ def run(cfg: DictConfig) -> Path:
     meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
     meta_tmp.write_text(json.dumps(meta, indent=2))
     os.replace(meta_tmp, meta_path)
-    print(f"Exported {fmt} ({len(info['classes'])} classes, uint8 images 3x{size}x{size} -> probabilities): {out}\n"
-          f"  classes and preprocessing: {meta_path}", flush=True)
+    print(
+        f"Exported {fmt} ({len(info['classes'])} classes, uint8 images 3x{size}x{size} -> probabilities): {out}\n"
+        f"  classes and preprocessing: {meta_path}",
+        flush=True,
+    )
     if cfg.get("check", True):
         check(model, out, fmt, size)
     return out
@@ -165,8 +191,7 @@ def run(cfg: DictConfig) -> Path:
 def check(model: nn.Module, path: Path, fmt: str, size: int) -> None:
     """Runs the written file on a batch of another size than the one it was traced with (the batch
     is dynamic) and compares with PyTorch."""
-    images = torch.randint(0, 256, (5, 3, size, size), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(1))
+    images = torch.randint(0, 256, (5, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     try:
         got = run_exported(path, fmt, images)
     except ImportError:
@@ -175,8 +200,8 @@ def check(model: nn.Module, path: Path, fmt: str, size: int) -> None:
     with torch.no_grad():
         want = model(images).numpy()
     diff = float(np.abs(got - want).max())
-    print(f"  check: {fmt} and PyTorch agree on 5 images to {diff:.1e} (max abs difference of probabilities)",
-          flush=True)
+    print(
+        f"  check: {fmt} and PyTorch agree on 5 images to {diff:.1e} (max abs difference of probabilities)", flush=True
+    )
     if not np.allclose(got, want, atol=1e-4):
         raise RuntimeError(f"the exported model disagrees with PyTorch by {diff:.3g}: {path} is not trustworthy.")
-

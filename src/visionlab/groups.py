@@ -21,8 +21,11 @@ RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 READ_ELSEWHERE = {"model": {"sync_bn", "arch"}}
 # Before the groups had a _target_, a name chose the class (data.source) or a YAML file (model.arch,
 # scheduler.name): the only place these names still mean anything.
-OLD_DATA_SOURCES = {"challenge": "visionlab.data.ChallengeDataModule", "folder": "visionlab.data.FolderDataModule",
-                    "fashion_mnist": "visionlab.data.FashionMNISTDataModule"}
+OLD_DATA_SOURCES = {
+    "challenge": "visionlab.data.ChallengeDataModule",
+    "folder": "visionlab.data.FolderDataModule",
+    "fashion_mnist": "visionlab.data.FashionMNISTDataModule",
+}
 
 
 def _as_dict(node) -> dict:
@@ -33,8 +36,9 @@ def accepted_keys(target: str) -> set[str] | None:
     """The keyword arguments `target` (a dotted path to a class or function) takes; None when it
     takes any. A class whose __init__ passes **kwargs on to its parent's takes the parent's too."""
     obj = get_method(target)
-    functions = [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj) \
-        else [obj]
+    functions = (
+        [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj) else [obj]
+    )
     keys: set[str] = set()
     for fn in functions:
         params = inspect.signature(fn).parameters.values()
@@ -67,8 +71,10 @@ def check_keys(node, group: str, choice: str | None = None) -> None:
     unknown = [k for k in given if k not in accepted]
     if unknown:
         name = f"{group}={choice}" if choice else f"{group} ({target})"
-        raise ConfigError(f"{group}.{unknown[0]} is not a key of {name}; its keys are "
-                          f"{', '.join(sorted(k for k in given if k in accepted))}. Fix its spelling or remove it.")
+        raise ConfigError(
+            f"{group}.{unknown[0]} is not a key of {name}; its keys are "
+            f"{', '.join(sorted(k for k in given if k in accepted))}. Fix its spelling or remove it."
+        )
 
 
 def build(node, group: str, choice: str | None = None, **runtime):

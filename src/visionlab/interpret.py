@@ -103,8 +103,15 @@ def confusion_figure(counts: np.ndarray, classes: list[str], title: str):
         for i in range(k):
             for j in range(k):
                 if counts[i, j]:
-                    ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=7,
-                            color="white" if share[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(counts[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
     return fig
 
 
@@ -225,9 +232,13 @@ class Interpretation(pl.Callback):
             pl_module.train(was_training)
         step = trainer.current_epoch
         self._log_confusion(writer, counts.numpy(), names, "val", step)
-        titles = [f"true: {_short(names[t])}\npred: {_short(names[p])} ({c:.2f})"
-                  for t, p, c in zip(top.true.tolist(), top.pred.tolist(), top.conf.tolist())]
-        grid = image_grid(top.images, titles, "most confidently wrong validation images: true / predicted (probability)")
+        titles = [
+            f"true: {_short(names[t])}\npred: {_short(names[p])} ({c:.2f})"
+            for t, p, c in zip(top.true.tolist(), top.pred.tolist(), top.conf.tolist())
+        ]
+        grid = image_grid(
+            top.images, titles, "most confidently wrong validation images: true / predicted (probability)"
+        )
         writer.add_image(TAG_TOP_LOSSES, grid, step, dataformats="HWC")
 
     @staticmethod

@@ -46,8 +46,10 @@ def _positive(threads) -> int:
     except (TypeError, ValueError):
         n = 0
     if n < 1:
-        raise ConfigError(f"threads={threads!r} must be a positive number of torch threads per job (or null: "
-                         "chosen from the cores and the number of parallel jobs).")
+        raise ConfigError(
+            f"threads={threads!r} must be a positive number of torch threads per job (or null: "
+            "chosen from the cores and the number of parallel jobs)."
+        )
     return n
 
 

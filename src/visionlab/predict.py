@@ -34,18 +34,23 @@ def load_checkpoint(path: str | Path) -> dict:
     """A visionlab checkpoint, loaded with weights_only=True (no pickled code is run)."""
     path = Path(str(path)).expanduser()
     if not path.exists():
-        raise CheckpointError(f"ckpt={str(path)!r} does not exist. Give the path that training printed "
-                              "(…/checkpoints/best.ckpt).")
+        raise CheckpointError(
+            f"ckpt={str(path)!r} does not exist. Give the path that training printed (…/checkpoints/best.ckpt)."
+        )
     if path.is_dir():
-        raise CheckpointError(f"ckpt={str(path)!r} is a folder with no checkpoints/best.ckpt in it or in its "
-                              "jobs' folders. Give a run folder, a sweep folder or a .ckpt file.")
+        raise CheckpointError(
+            f"ckpt={str(path)!r} is a folder with no checkpoints/best.ckpt in it or in its "
+            "jobs' folders. Give a run folder, a sweep folder or a .ckpt file."
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"ckpt={str(path)!r} is not a loadable checkpoint: {load_failure(e, path)}.") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "visionlab" not in ckpt:
-        raise CheckpointError(f"ckpt={str(path)!r} is not a visionlab training checkpoint (no model state and "
-                              "config in it). Use a .ckpt written by python train.py.")
+        raise CheckpointError(
+            f"ckpt={str(path)!r} is not a visionlab training checkpoint (no model state and "
+            "config in it). Use a .ckpt written by python train.py."
+        )
     return ckpt
 
 
@@ -91,23 +96,27 @@ def restore_model(ckpt: dict) -> ImageClassifier:
     cfg = OmegaConf.create(groups.upgrade(info["config"]))  # checkpoints from before the groups' _target_ too
     from visionlab.train import build_classifier  # same construction as training
 
-    model = build_classifier(cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False,
-                             info=info)
+    model = build_classifier(
+        cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False, info=info
+    )
     model.load_state_dict(ckpt["state_dict"])  # EMA weights, when training kept an EMA (Lightning stores them here)
     return model.eval()
 
 
 @torch.inference_mode()
-def predict_probabilities(model: ImageClassifier, dataset: ImageDataset, batch_size: int, device: torch.device,
-                          tta: bool = False) -> np.ndarray:
+def predict_probabilities(
+    model: ImageClassifier, dataset: ImageDataset, batch_size: int, device: torch.device, tta: bool = False
+) -> np.ndarray:
     views = tta_views(dataset.image_size) if tta else [None]
     model = model.to(device)
     total = None
     for view in views:
         dataset.transform = view
         cuda = device.type == "cuda"  # pinned batches copy to the GPU asynchronously
-        probs = [model.probabilities(model(x.to(device, non_blocking=cuda))).float().cpu()
-                 for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=cuda)]
+        probs = [
+            model.probabilities(model(x.to(device, non_blocking=cuda))).float().cpu()
+            for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=cuda)
+        ]
         p = torch.cat(probs).numpy()
         total = p if total is None else total + p
     dataset.transform = None
@@ -152,7 +161,9 @@ def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def submission_table(sample: pd.DataFrame | None, ids: list[str], names: list[str], id_col: str, label_col: str) -> pd.DataFrame:
+def submission_table(
+    sample: pd.DataFrame | None, ids: list[str], names: list[str], id_col: str, label_col: str
+) -> pd.DataFrame:
     if sample is None:
         return pd.DataFrame({id_col: ids, label_col: names})
     out = sample.copy()
@@ -160,8 +171,10 @@ def submission_table(sample: pd.DataFrame | None, ids: list[str], names: list[st
     if target is None:
         others = [c for c in out.columns if c != id_col]
         if len(others) != 1:
-            raise DataError(f"The sample submission's columns {list(out.columns)} have no {label_col!r} column to fill. "
-                            "Set data.label_col to the column that takes the predicted class.")
+            raise DataError(
+                f"The sample submission's columns {list(out.columns)} have no {label_col!r} column to fill. "
+                "Set data.label_col to the column that takes the predicted class."
+            )
         target = others[0]
     out[target] = names
     return out
@@ -169,8 +182,10 @@ def submission_table(sample: pd.DataFrame | None, ids: list[str], names: list[st
 
 def run(cfg: DictConfig) -> Path:
     if OmegaConf.is_missing(cfg, "ckpt"):
-        raise CheckpointError("no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
-                              "training prints the path of its best.ckpt.")
+        raise CheckpointError(
+            "no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
+            "training prints the path of its best.ckpt."
+        )
     paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
     if not paths:
         raise CheckpointError("ckpt=[] names no checkpoint.")
@@ -182,12 +197,17 @@ def run(cfg: DictConfig) -> Path:
     classes = infos[0]["classes"]
     for p, info in zip(paths, infos):
         if info["classes"] != classes:
-            raise CheckpointError(f"{p} was trained on other classes ({info['classes']}) than {paths[0]} ({classes}); "
-                                  "an ensemble needs the same classes.")
+            raise CheckpointError(
+                f"{p} was trained on other classes ({info['classes']}) than {paths[0]} ({classes}); "
+                "an ensemble needs the same classes."
+            )
     override = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") is not None else {}
     replace = bool(cfg.get("data_group"))
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
     total, datamodules = None, {}
     for path, ckpt, info in zip(paths, ckpts, infos):
         data = data_config(groups.upgrade(info["config"])["data"], override, replace)

@@ -24,8 +24,10 @@ def check_data_root(cfg: DictConfig) -> None:
         raise ConfigError("data.root is not set: give the folder of your challenge download, data.root=DIR.")
     root = data.get("root")
     if root is not None and not Path(str(root)).expanduser().is_dir():
-        raise InputError(f"data.root={str(root)!r} is not a folder. Give the folder of your challenge download "
-                         "(the other data paths are relative to it).")
+        raise InputError(
+            f"data.root={str(root)!r} is not a folder. Give the folder of your challenge download "
+            "(the other data paths are relative to it)."
+        )
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -45,23 +47,34 @@ def check_training_values(cfg: DictConfig) -> None:
     """Values torch would reject with a traceback naming no key, after the data has loaded."""
     epochs = cfg.trainer.get("max_epochs")
     # -1: Lightning's "until stopped" (early stopping); 0 would record an untrained model as completed
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or (epochs < 1 and epochs != -1)):
-        raise ConfigError(f"trainer.max_epochs={epochs!r} must be a whole number of epochs, at least 1 (or -1: until "
-                          "early stopping ends it).")
+    if epochs is not None and (
+        not isinstance(epochs, int) or isinstance(epochs, bool) or (epochs < 1 and epochs != -1)
+    ):
+        raise ConfigError(
+            f"trainer.max_epochs={epochs!r} must be a whole number of epochs, at least 1 (or -1: until "
+            "early stopping ends it)."
+        )
     for key in NON_NEGATIVE:
         value = (cfg.get("optimizer") or {}).get(key)
         if value is not None and (not _number(value) or value < 0):
-            raise ConfigError(f"optimizer.{key}={value!r} must be a number of at least 0"
-                              f"{', e.g. optimizer.lr=0.001' if key == 'lr' else ''}.")
+            raise ConfigError(
+                f"optimizer.{key}={value!r} must be a number of at least 0"
+                f"{', e.g. optimizer.lr=0.001' if key == 'lr' else ''}."
+            )
 
 
 def check_loader_values(batch_size, num_workers, max_pixels, error: type[InputError] = ConfigError) -> None:
     """data.batch_size / num_workers / max_pixels: whole numbers torch and PIL would take badly."""
-    for key, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
-                              ("max_pixels", 1 if max_pixels is None else max_pixels, 1)):
+    for key, value, least in (
+        ("batch_size", batch_size, 1),
+        ("num_workers", num_workers, 0),
+        ("max_pixels", 1 if max_pixels is None else max_pixels, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise error(f"data.{key}={value!r} must be a whole number of at least {least}"
-                              f"{' (or null: no limit)' if key == 'max_pixels' else ''}.")
+            raise error(
+                f"data.{key}={value!r} must be a whole number of at least {least}"
+                f"{' (or null: no limit)' if key == 'max_pixels' else ''}."
+            )
 
 
 def check_pretrained(cfg: DictConfig) -> None:
@@ -85,13 +98,17 @@ def check_train(cfg: DictConfig) -> None:
 
 def check_predict(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt"):
-        raise InputError("no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
-                         "training prints the path of its best.ckpt.")
+        raise InputError(
+            "no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
+            "training prints the path of its best.ckpt."
+        )
     paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
     for path in paths:
         if not Path(str(path)).expanduser().exists():
-            raise InputError(f"ckpt={str(path)!r} does not exist. Give the path that training printed "
-                             "(…/checkpoints/best.ckpt, or its run folder).")
+            raise InputError(
+                f"ckpt={str(path)!r} does not exist. Give the path that training printed "
+                "(…/checkpoints/best.ckpt, or its run folder)."
+            )
     output = cfg.get("output")
     if output and Path(str(output)).exists() and not cfg.get("overwrite"):
         raise InputError(f"{output} exists and is kept. Choose another output=FILE, or pass overwrite=true.")

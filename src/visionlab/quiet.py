@@ -7,10 +7,19 @@ from __future__ import annotations
 import logging
 import warnings
 
-CHATTER = ("💡 Tip", "GPU available:", "TPU available:", "Loading `train_dataloader` to estimate",
-           "Restoring states from the checkpoint", "Loaded model weights from the checkpoint")
-LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
-                     "lightning_fabric.utilities.rank_zero")
+CHATTER = (
+    "💡 Tip",
+    "GPU available:",
+    "TPU available:",
+    "Loading `train_dataloader` to estimate",
+    "Restoring states from the checkpoint",
+    "Loaded model weights from the checkpoint",
+)
+LIGHTNING_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+)
 
 
 class _DropChatter(logging.Filter):

@@ -26,9 +26,11 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "(still starting)"
             os.close(self.fd)
-            raise RunFolderInUse(f"run folder {run_dir} is in use by process {holder} (another train.py in it, e.g. "
-                                 f"a resume= of the same run). Wait for it to end, or stop it (kill {holder}), and "
-                                 "try again.") from None
+            raise RunFolderInUse(
+                f"run folder {run_dir} is in use by process {holder} (another train.py in it, e.g. "
+                f"a resume= of the same run). Wait for it to end, or stop it (kill {holder}), and "
+                "try again."
+            ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 

@@ -15,7 +15,9 @@ import pandas as pd
 from visionlab.data.sources import DataError, listing, read_table
 
 
-def score(submission: str | Path, solution: str | Path, id_col: str | None = None, label_col: str | None = None) -> float:
+def score(
+    submission: str | Path, solution: str | Path, id_col: str | None = None, label_col: str | None = None
+) -> float:
     """Accuracy of the submission's labels on the solution's ids. Ids are matched by value, so row
     order does not matter; a missing or extra id is an error, as on a leaderboard."""
     sol_raw = pd.read_csv(solution, nrows=0, encoding="utf-8-sig") if Path(solution).is_file() else None
@@ -31,8 +33,10 @@ def score(submission: str | Path, solution: str | Path, id_col: str | None = Non
     missing = [i for i in truth if i not in given]
     extra = [i for i in given if i not in truth]
     if missing or extra:
-        raise DataError(f"Submission {submission} does not cover the solution's ids: {len(missing)} missing, "
-                        f"{len(extra)} unknown.\n{listing([f'missing {i}' for i in missing] + [f'unknown {i}' for i in extra])}")
+        raise DataError(
+            f"Submission {submission} does not cover the solution's ids: {len(missing)} missing, "
+            f"{len(extra)} unknown.\n{listing([f'missing {i}' for i in missing] + [f'unknown {i}' for i in extra])}"
+        )
     return sum(given[i] == label for i, label in truth.items()) / len(truth)
 
 

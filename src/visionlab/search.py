@@ -46,7 +46,7 @@ def storage_url(sweep_dir) -> str:
 
 
 def _sqlite_file(storage: str) -> Path | None:
-    return Path(storage[len("sqlite:///"):]) if str(storage).startswith("sqlite:///") else None
+    return Path(storage[len("sqlite:///") :]) if str(storage).startswith("sqlite:///") else None
 
 
 def open_study(storage: str, study_name: str | None = None):
@@ -74,7 +74,8 @@ def finished(trial) -> bool:
 
     states = optuna.trial.TrialState
     return trial.state in (states.COMPLETE, states.PRUNED) or (
-        trial.state == states.FAIL and not trial.user_attrs.get(INTERRUPTED))
+        trial.state == states.FAIL and not trial.user_attrs.get(INTERRUPTED)
+    )
 
 
 def trials_left(storage, study_name, total) -> int:
@@ -110,5 +111,8 @@ class SearchStudy(Callback):
             study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
             study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
         if stale:
-            log.warning("Resuming study %s: trial(s) %s were interrupted and are run again.", study.study_name,
-                        ", ".join(str(t.number) for t in stale))
+            log.warning(
+                "Resuming study %s: trial(s) %s were interrupted and are run again.",
+                study.study_name,
+                ", ".join(str(t.number) for t in stale),
+            )

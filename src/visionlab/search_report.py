@@ -12,8 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from visionlab.search import INTERRUPTED, STUDY_FILE, open_study, storage_url  # noqa: E402
 
@@ -30,8 +30,15 @@ def trials_table(study) -> pd.DataFrame:
         value = t.value if t.value is not None and math.isfinite(t.value) else None
         if value is not None:
             best = min(best, value)
-        rows.append({"trial": t.number, "state": state, "value": value,
-                     "best_so_far": None if math.isinf(best) else best, **t.params})
+        rows.append(
+            {
+                "trial": t.number,
+                "state": state,
+                "value": value,
+                "best_so_far": None if math.isinf(best) else best,
+                **t.params,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -43,7 +50,9 @@ def plot_history(df: pd.DataFrame, path: Path) -> None:
     others = df[df["value"].isna()]
     if len(others):  # failed / interrupted trials have no value: marked along the top
         top = max(1.0, float(done["value"].max()) if len(done) else 1.0)
-        ax.scatter(others["trial"], [top] * len(others), marker="x", color="grey", label="no value (failed/interrupted)")
+        ax.scatter(
+            others["trial"], [top] * len(others), marker="x", color="grey", label="no value (failed/interrupted)"
+        )
     ax.set_xlabel("trial")
     ax.set_ylabel("best val error (1.0: diverged or failed)")
     ax.set_title("Optimisation history")
@@ -61,9 +70,11 @@ def best_lines(study) -> list[str]:
         return ["No trial has finished with a value yet."]
     best = min(done, key=lambda t: t.value)
     params = " ".join(shlex.quote(f"{k}={v}") for k, v in best.params.items())
-    return [f"Best trial: {best.number}, best val err {best.value:.4f}, of {len(study.trials)} trials",
-            f"Best parameters: {params}",
-            f"  retrain with them: python train.py {params}"]
+    return [
+        f"Best trial: {best.number}, best val err {best.value:.4f}, of {len(study.trials)} trials",
+        f"Best parameters: {params}",
+        f"  retrain with them: python train.py {params}",
+    ]
 
 
 def write_search_report(sweep_dir: Path, out_dir: Path | None = None) -> tuple[dict[str, Path], list[str]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import os
+import re
 import secrets
 import sys
 import time
@@ -25,13 +25,37 @@ log = logging.getLogger(__name__)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 RESULT_FILE = "result.json"
-SUMMARY_COLUMNS = ["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err", "epochs",
-                   "wall_time_s", "params", "checkpoint", "skipped_images", "error", "overrides"]
+SUMMARY_COLUMNS = [
+    "run",
+    "status",
+    "best_val_err",
+    "best_epoch",
+    "final_train_err",
+    "test_err",
+    "epochs",
+    "wall_time_s",
+    "params",
+    "checkpoint",
+    "skipped_images",
+    "error",
+    "overrides",
+]
 # The sweep's command-line swept keys, for job processes that launchers start (joblib, submitit,
 # SLURM): their sys.argv is not the user's command, but they inherit the environment.
 SWEPT_KEYS_ENV = "VISIONLAB_SWEPT_KEYS"
-_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--info", "-i",
-                     "--experimental-rerun", "--package", "-p"}
+_FLAGS_WITH_VALUE = {
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+    "-cd",
+    "--config-dir",
+    "--info",
+    "-i",
+    "--experimental-rerun",
+    "--package",
+    "-p",
+}
 
 
 def _parse(tokens: list[str]) -> list:
@@ -71,7 +95,7 @@ def swept_keys(sweeper_params=None, argv: list[str] | None = None) -> set[str]:
 def safe_name(name: str, limit: int = 180) -> str:
     name = name.replace("/", "_").replace("\\", "_").replace("\x00", "") or "default"
     if len(name) > limit:
-        name = name[:limit - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = name[: limit - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
     return name
 
 
@@ -121,8 +145,11 @@ def run_suffix(task_overrides, name=None, limit: int = 80) -> str:
     if name not in (None, ""):
         parts = [str(name)]
     else:
-        parsed = [o for o in _parse([str(o) for o in (task_overrides or [])])
-                  if not o.key_or_group.startswith("hydra") and o.key_or_group.lstrip("+~") not in _NOT_IN_RUN_SUFFIX]
+        parsed = [
+            o
+            for o in _parse([str(o) for o in (task_overrides or [])])
+            if not o.key_or_group.startswith("hydra") and o.key_or_group.lstrip("+~") not in _NOT_IN_RUN_SUFFIX
+        ]
         parts = []
         for o in parsed:
             value = _as_typed(o).rstrip("/")
@@ -131,7 +158,7 @@ def run_suffix(task_overrides, name=None, limit: int = 80) -> str:
     if not text:
         return ""
     if len(text) > limit:  # a hash of the whole keeps two long names apart
-        text = text[:limit - 9] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+        text = text[: limit - 9] + "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
     return "_" + text
 
 
@@ -145,10 +172,14 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("vl.run_suffix", run_suffix)
     OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
     OmegaConf.register_new_resolver("vl.ddp_devices", _ddp_devices)
-    OmegaConf.register_new_resolver("vl.resume_or", lambda resume, default: str(check_run_dir(resume)) if resume else default)
     OmegaConf.register_new_resolver(
-        "vl.hydra_subdir", lambda resume: f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}" if resume else ".hydra",
-        use_cache=True)
+        "vl.resume_or", lambda resume, default: str(check_run_dir(resume)) if resume else default
+    )
+    OmegaConf.register_new_resolver(
+        "vl.hydra_subdir",
+        lambda resume: f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}" if resume else ".hydra",
+        use_cache=True,
+    )
     from visionlab.parallel import parallel_jobs  # sizes hydra/launcher=joblib from the cores
 
     OmegaConf.register_new_resolver("vl.parallel_jobs", parallel_jobs)
@@ -178,8 +209,10 @@ def check_run_dir(path) -> Path:
     """A finished or interrupted training run's folder (it holds the run's own .hydra/config.yaml)."""
     run_dir = Path(str(path)).expanduser()
     if not (run_dir / ".hydra" / "config.yaml").is_file():
-        raise ValueError(f"resume={path!r} is not a training run's folder (no .hydra/config.yaml in it). Give the "
-                         "folder a run printed, e.g. outputs/train/runs/<time>_<token>.")
+        raise ValueError(
+            f"resume={path!r} is not a training run's folder (no .hydra/config.yaml in it). Give the "
+            "folder a run printed, e.g. outputs/train/runs/<time>_<token>."
+        )
     return run_dir
 
 

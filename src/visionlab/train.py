@@ -72,19 +72,29 @@ def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: b
     return groups.build(data, "data", choice("data"), train_transform=transform, classes=classes)
 
 
-def build_classifier(cfg: DictConfig, classes: list[str], image_size: int, mean, std, load_weights: bool = True,
-                     info: dict | None = None) -> ImageClassifier:
+def build_classifier(
+    cfg: DictConfig, classes: list[str], image_size: int, mean, std, load_weights: bool = True, info: dict | None = None
+) -> ImageClassifier:
     """The model group's builder, given the optimizer and scheduler partials (scheduler=none: None)."""
     scheduler = cfg.get("scheduler") or {}
-    return groups.build(cfg.model, "model", choice("model"), num_classes=len(classes), image_size=image_size,
-                        optimizer=groups.build(cfg.optimizer, "optimizer", choice("optimizer")),
-                        scheduler=groups.build(scheduler, "scheduler", choice("scheduler")) if "_target_" in scheduler
-                        else None, mean=mean, std=std, info=info, load_weights=load_weights)
+    return groups.build(
+        cfg.model,
+        "model",
+        choice("model"),
+        num_classes=len(classes),
+        image_size=image_size,
+        optimizer=groups.build(cfg.optimizer, "optimizer", choice("optimizer")),
+        scheduler=groups.build(scheduler, "scheduler", choice("scheduler")) if "_target_" in scheduler else None,
+        mean=mean,
+        std=std,
+        info=info,
+        load_weights=load_weights,
+    )
 
 
 def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
     callbacks = []
-    for name, node in (cfg.get("callbacks") or {}).items():
+    for node in (cfg.get("callbacks") or {}).values():
         if node is None:
             continue
         cb = instantiate(node)
@@ -104,8 +114,10 @@ def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
 def _sync_bn_possible(cfg: DictConfig) -> bool:
     """torch's SyncBatchNorm runs on GPUs only: on CPU processes each keeps its own statistics."""
     if str(cfg.trainer.get("accelerator")) == "cpu" or not torch.cuda.is_available():
-        log.warning("model.sync_bn=true needs GPUs (torch's SyncBatchNorm has no CPU kernel): each process "
-                    "keeps its own BatchNorm statistics.")
+        log.warning(
+            "model.sync_bn=true needs GPUs (torch's SyncBatchNorm has no CPU kernel): each process "
+            "keeps its own BatchNorm statistics."
+        )
         return False
     return True
 
@@ -114,8 +126,13 @@ def flat_hparams(cfg: DictConfig) -> dict:
     """Config values TensorBoard's HPARAMS tab can show: group choices plus every leaf value."""
     flat = {}
     if HydraConfig.initialized():
-        flat.update({f"{k}": v for k, v in HydraConfig.get().runtime.choices.items()
-                     if not str(k).startswith("hydra") and v is not None})
+        flat.update(
+            {
+                f"{k}": v
+                for k, v in HydraConfig.get().runtime.choices.items()
+                if not str(k).startswith("hydra") and v is not None
+            }
+        )
     for group in ("data", "model", "optimizer", "scheduler"):
         for key, value in _leaves(as_dict(cfg.get(group)), group):
             flat[key] = value
@@ -147,8 +164,10 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             continue
         text = override.input_line or key
         if "." not in key:
-            raise ConfigError(f"resume= continues a run with its own config; the group override {text!r} would "
-                              "change what it trains. Start a new run instead.")
+            raise ConfigError(
+                f"resume= continues a run with its own config; the group override {text!r} would "
+                "change what it trains. Start a new run instead."
+            )
         if override.is_sweep_override():
             raise ConfigError(f"resume= continues one run; {text!r} gives {key} several values. Give one.")
         if override.is_delete():
@@ -174,8 +193,11 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             saved.ckpt_path = str(candidate)
             break
     if saved.ckpt_path is None:
-        log.warning("%s has no readable checkpoint (interrupted in its first epoch?): training again from the start "
-                    "in the same folder.", run_dir)
+        log.warning(
+            "%s has no readable checkpoint (interrupted in its first epoch?): training again from the start "
+            "in the same folder.",
+            run_dir,
+        )
     else:
         log.info("Resuming %s from %s", run_dir, saved.ckpt_path)
     return saved
@@ -193,9 +215,13 @@ def run(cfg: DictConfig) -> float:
     lock = RunLock(out_dir) if main else None
     previous = read_result(out_dir) if cfg.get("resume") else {}  # what a failed resume leaves as it was
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    result = {"run": out_dir.name, "job": HydraConfig.get().job.get("num", 0) if multirun else 0,
-              "overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
-              "status": "running", "run_dir": str(out_dir)}
+    result = {
+        "run": out_dir.name,
+        "job": HydraConfig.get().job.get("num", 0) if multirun else 0,
+        "overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
+        "status": "running",
+        "run_dir": str(out_dir),
+    }
     start = time.time()
     model = trainer = None
     if main:
@@ -204,22 +230,30 @@ def run(cfg: DictConfig) -> float:
             print(f"Run folder: {out_dir}", flush=True)
     try:
         # First: torch sizes its thread pool when data decoding or the model first use it.
-        result["threads"] = apply_threads(cfg.get("threads"),
-                                          HydraConfig.get().launcher if HydraConfig.initialized() else None)
+        result["threads"] = apply_threads(
+            cfg.get("threads"), HydraConfig.get().launcher if HydraConfig.initialized() else None
+        )
         check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
         check_group_keys(cfg)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         augmentation = as_dict(cfg.augmentation)
-        batch_augmentation = BatchAugmentation(augmentation.get("transforms") or []) \
-            if augmentation.get("batched") else None  # an unsupported transform fails now, before the data
+        batch_augmentation = (
+            BatchAugmentation(augmentation.get("transforms") or []) if augmentation.get("batched") else None
+        )  # an unsupported transform fails now, before the data
         dm = build_datamodule(cfg)
         # one pass over training and test data (a broken test image fails now, not after training),
         # so that one error lists every problem of both
         dm.setup(None if dm.has_test_images() else "fit")
         pre = default_preprocessing(cfg.model)
         mean, std = (pre["mean"], pre["std"]) if pre else dm.channel_stats()
-        info = {"config": as_dict(cfg), "classes": dm.classes, "image_size": dm.image_size,
-                "interpolation": dm.interpolation, "mean": mean, "std": std}
+        info = {
+            "config": as_dict(cfg),
+            "classes": dm.classes,
+            "image_size": dm.image_size,
+            "interpolation": dm.interpolation,
+            "mean": mean,
+            "std": std,
+        }
         model = build_classifier(cfg, dm.classes, dm.image_size, mean, std, info=info)
         result["params"] = sum(p.numel() for p in model.parameters())
         if getattr(model.net, "visionlab_weights", None):
@@ -235,12 +269,15 @@ def run(cfg: DictConfig) -> float:
             trainer.callbacks.insert(0, batch_augmentation)  # before the callbacks that look at the batch
         with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
             fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
-        debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or \
-            cfg.trainer.get("fast_dev_run")
+        debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or cfg.trainer.get(
+            "fast_dev_run"
+        )
         if main and result["checkpoint"] and result["status"] == "completed" and not debug:  # worth submitting
             # quoted: sweep folders are named like model.bn=true,optimizer=sgd, which Hydra would parse
-            print(f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py 'ckpt=\"{result['checkpoint']}\"'",
-                  flush=True)
+            print(
+                f"Checkpoint: {result['checkpoint']}\n  submission: python predict.py 'ckpt=\"{result['checkpoint']}\"'",
+                flush=True,
+            )
     except KeyboardInterrupt:
         result["status"] = "interrupted"
         raise
@@ -263,8 +300,11 @@ def run(cfg: DictConfig) -> float:
             _summarise_history(model, result)
             result["skipped_images"] = len(dm.skipped)  # dm exists whenever the model does
         if result["status"] == "failed" and previous.get("status") not in (None, "unreadable"):
-            log.warning("The resume failed; %s keeps its earlier record (status %s).", out_dir / "result.json",
-                        previous["status"])
+            log.warning(
+                "The resume failed; %s keeps its earlier record (status %s).",
+                out_dir / "result.json",
+                previous["status"],
+            )
             result = previous
         if main:
             write_result(out_dir, result)
@@ -280,8 +320,9 @@ def run(cfg: DictConfig) -> float:
     return WORST_ERR if best is None else float(best)
 
 
-def fit_and_test(trainer: pl.Trainer, model: ImageClassifier, dm: ImageDataModule, ckpt_path: str | None,
-                 result: dict) -> None:
+def fit_and_test(
+    trainer: pl.Trainer, model: ImageClassifier, dm: ImageDataModule, ckpt_path: str | None, result: dict
+) -> None:
     """Train, then test the best checkpoint where the test labels are known; the outcome goes into result."""
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     result["status"] = "diverged" if model.diverged else ("interrupted" if trainer.interrupted else "completed")
@@ -307,8 +348,11 @@ def _summarise_history(model: ImageClassifier, result: dict) -> None:
 
 
 def _log_hparams(trainer: pl.Trainer, cfg: DictConfig, result: dict) -> None:
-    metrics = {f"hparams/{k}": float(result[k]) for k in ("best_val_err", "final_train_err", "test_err")
-               if result.get(k) is not None}
+    metrics = {
+        f"hparams/{k}": float(result[k])
+        for k in ("best_val_err", "final_train_err", "test_err")
+        if result.get(k) is not None
+    }
     for lg in trainer.loggers:
         if isinstance(lg, TensorBoardLogger) and metrics:
             lg.log_hyperparams(flat_hparams(cfg), metrics)

@@ -47,11 +47,15 @@ class BatchAugment:
             t = dict(t)
             name = str(t.pop("_target_", "")).rsplit(".", 1)[-1]
             if name not in SUPPORTED:
-                raise ConfigError(f"augmentation.batched=true has no batched form of {name or t!r}; it supports {list(SUPPORTED)}. "
-                                  "Set augmentation.batched=false for this augmentation.")
+                raise ConfigError(
+                    f"augmentation.batched=true has no batched form of {name or t!r}; it supports {list(SUPPORTED)}. "
+                    "Set augmentation.batched=false for this augmentation."
+                )
             if name in ("Rotate", "Affine") and (t.get("border_mode", 0) != 0 or t.get("fill", 0) != 0):
-                raise ConfigError(f"augmentation.batched=true pads {name} with black only (border_mode 0, fill 0); "
-                                  "set augmentation.batched=false for other borders.")
+                raise ConfigError(
+                    f"augmentation.batched=true pads {name} with black only (border_mode 0, fill 0); "
+                    "set augmentation.batched=false for other borders."
+                )
             self.steps.append((name, t))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +95,9 @@ class BatchAugment:
         rad = angle * math.pi / 180
         cos, sin = torch.cos(rad) / scale, torch.sin(rad) / scale
         # output -> input coordinates: flip, then the inverse rotation and scale, then the inverse shift
-        theta = torch.stack([torch.stack([cos * flip, -sin, -shift[:, 0]], 1),
-                             torch.stack([sin * flip, cos, -shift[:, 1]], 1)], 1)
+        theta = torch.stack(
+            [torch.stack([cos * flip, -sin, -shift[:, 0]], 1), torch.stack([sin * flip, cos, -shift[:, 1]], 1)], 1
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -134,8 +139,13 @@ class BatchAugment:
         top = (torch.rand(b) * (h - eh + 1)).floor()
         left = (torch.rand(b) * (w - ew + 1)).floor()
         rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
-        mask = ((rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1)) & (cols >= left.view(b, 1, 1))
-                & (cols < (left + ew).view(b, 1, 1)) & on.view(b, 1, 1)).unsqueeze(1)
+        mask = (
+            (rows >= top.view(b, 1, 1))
+            & (rows < (top + eh).view(b, 1, 1))
+            & (cols >= left.view(b, 1, 1))
+            & (cols < (left + ew).view(b, 1, 1))
+            & on.view(b, 1, 1)
+        ).unsqueeze(1)
         fill = t.get("fill", 0)
         value = torch.randint(0, 256, x.shape).float() if fill == "random" else torch.full_like(x, float(fill))
         return torch.where(mask, value, x)

@@ -64,8 +64,15 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 class ImageDataset(Dataset):
     """uint8 HxWx3 images (decoded in memory, or decoded per item) -> (uint8 3xHxW tensor, label)."""
 
-    def __init__(self, images, labels: np.ndarray | None, image_size: int, interpolation: str, transform=None,
-                 max_pixels: int | None = sources.MAX_PIXELS):
+    def __init__(
+        self,
+        images,
+        labels: np.ndarray | None,
+        image_size: int,
+        interpolation: str,
+        transform=None,
+        max_pixels: int | None = sources.MAX_PIXELS,
+    ):
         self.images, self.labels, self.transform = images, labels, transform
         self.image_size, self.interpolation, self.max_pixels = image_size, interpolation, max_pixels
 
@@ -104,11 +111,25 @@ class ImageDataModule(pl.LightningDataModule):
         classes: the class names, when predicting.
     """
 
-    def __init__(self, root: str | None, id_col: str = "image_id", label_col: str = "label", image_size: int = 64,
-                 interpolation: str = "bilinear", val_fraction: float = 0.1, subset: int | None = None,
-                 eval_subset: int | None = None, batch_size: int = 128, num_workers: int = 0, seed: int = 0,
-                 on_bad_image: str = "error", cache: str | bool = "auto", max_pixels: int | None = sources.MAX_PIXELS,
-                 train_transform=None, classes: list[str] | None = None):
+    def __init__(
+        self,
+        root: str | None,
+        id_col: str = "image_id",
+        label_col: str = "label",
+        image_size: int = 64,
+        interpolation: str = "bilinear",
+        val_fraction: float = 0.1,
+        subset: int | None = None,
+        eval_subset: int | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        seed: int = 0,
+        on_bad_image: str = "error",
+        cache: str | bool = "auto",
+        max_pixels: int | None = sources.MAX_PIXELS,
+        train_transform=None,
+        classes: list[str] | None = None,
+    ):
         super().__init__()
         if on_bad_image not in ON_BAD_IMAGE:
             raise DataError(f"data.on_bad_image={on_bad_image!r} must be one of {ON_BAD_IMAGE}.")
@@ -163,8 +184,9 @@ class ImageDataModule(pl.LightningDataModule):
             available = 8 << 30
         return need < min(0.5 * available, 8 << 30)
 
-    def decode(self, items: Items, what: str, keep_rows: bool = False,
-               problems: Problems | None = None) -> tuple[Items, list, list[int]]:
+    def decode(
+        self, items: Items, what: str, keep_rows: bool = False, problems: Problems | None = None
+    ) -> tuple[Items, list, list[int]]:
         """Decode every image once (validating it), keep arrays when they fit in memory. Bad files are
         reported all together (to `problems` when given), or skipped with data.on_bad_image=skip, as are
         Unusable ids (missing, unsafe: never opened); keep_rows: replaced by a black image instead, so that
@@ -185,14 +207,25 @@ class ImageDataModule(pl.LightningDataModule):
         with ThreadPoolExecutor(workers) as pool:
             decoded = list(pool.map(load, items.images, chunksize=64))
         skip = self.on_bad_image == "skip"
-        bad = [self._describe(items, i, err) for i, (_, err) in enumerate(decoded)
-               if err and (skip or not isinstance(items.images[i], Unusable))]
+        bad = [
+            self._describe(items, i, err)
+            for i, (_, err) in enumerate(decoded)
+            if err and (skip or not isinstance(items.images[i], Unusable))
+        ]
         if bad and not skip:
-            sources.report(problems, f"{len(bad)} {what} image(s) cannot be read as images:\n{listing(bad)}\n"
-                                     "Remove or replace them, or set data.on_bad_image=skip to do without them.")
+            sources.report(
+                problems,
+                f"{len(bad)} {what} image(s) cannot be read as images:\n{listing(bad)}\n"
+                "Remove or replace them, or set data.on_bad_image=skip to do without them.",
+            )
         elif bad:
-            log.warning("Skipping %d unreadable or missing %s image(s) (data.on_bad_image=skip)%s:\n%s", len(bad), what,
-                        "; their rows are predicted from a black image" if keep_rows else "", listing(bad))
+            log.warning(
+                "Skipping %d unreadable or missing %s image(s) (data.on_bad_image=skip)%s:\n%s",
+                len(bad),
+                what,
+                "; their rows are predicted from a black image" if keep_rows else "",
+                listing(bad),
+            )
             self.skipped += bad
             if keep_rows:
                 blank = np.zeros((self.image_size, self.image_size, 3), np.uint8)
@@ -213,8 +246,9 @@ class ImageDataModule(pl.LightningDataModule):
         lookup = {c: i for i, c in enumerate(self.classes)}
         unknown = sorted(set(labels) - set(lookup))
         if unknown:
-            raise DataError(f"{what} has label(s) the model was not trained on: {unknown[:20]}. "
-                            f"Known classes: {self.classes}.")
+            raise DataError(
+                f"{what} has label(s) the model was not trained on: {unknown[:20]}. Known classes: {self.classes}."
+            )
         return np.array([lookup[label] for label in labels], dtype=np.int64)
 
     # ------------------------------------------------------------------ Lightning hooks
@@ -234,8 +268,10 @@ class ImageDataModule(pl.LightningDataModule):
         if self.classes is None:
             self.classes = sort_classes(items.labels)
         if len(self.classes) < 2:
-            raise DataError(f"The training labels name a single class ({self.classes}); a classifier needs at "
-                            f"least two. Check data.label_col={self.label_col!r}.")
+            raise DataError(
+                f"The training labels name a single class ({self.classes}); a classifier needs at "
+                f"least two. Check data.label_col={self.label_col!r}."
+            )
         labels = self.label_indices(items.labels, "The training data")
         train_idx, val_idx = stratified_split(labels, self.val_fraction, self.seed)
         if self.subset:
@@ -253,15 +289,34 @@ class ImageDataModule(pl.LightningDataModule):
         if not in_train.any():
             raise DataError(f"The training split is empty{skipped}: lower data.val_fraction or add images.")
         if self.val_fraction > 0 and in_train.all():
-            raise DataError(f"data.val_fraction={self.val_fraction} leaves no validation image{skipped} (every class "
-                            "has a single usable image). Add images or set data.val_fraction=0.")
-        self.train_set = ImageDataset([images[i] for i in np.flatnonzero(in_train)], kept_labels[in_train],
-                                      self.image_size, self.interpolation, self.train_transform, self.max_pixels)
+            raise DataError(
+                f"data.val_fraction={self.val_fraction} leaves no validation image{skipped} (every class "
+                "has a single usable image). Add images or set data.val_fraction=0."
+            )
+        self.train_set = ImageDataset(
+            [images[i] for i in np.flatnonzero(in_train)],
+            kept_labels[in_train],
+            self.image_size,
+            self.interpolation,
+            self.train_transform,
+            self.max_pixels,
+        )
         if not in_train.all():
-            self.val_set = ImageDataset([images[i] for i in np.flatnonzero(~in_train)], kept_labels[~in_train],
-                                        self.image_size, self.interpolation, max_pixels=self.max_pixels)
-        log.info("Data: %d training / %d validation images, %d classes, %dx%d px", len(self.train_set),
-                 0 if self.val_set is None else len(self.val_set), len(self.classes), self.image_size, self.image_size)
+            self.val_set = ImageDataset(
+                [images[i] for i in np.flatnonzero(~in_train)],
+                kept_labels[~in_train],
+                self.image_size,
+                self.interpolation,
+                max_pixels=self.max_pixels,
+            )
+        log.info(
+            "Data: %d training / %d validation images, %d classes, %dx%d px",
+            len(self.train_set),
+            0 if self.val_set is None else len(self.val_set),
+            len(self.classes),
+            self.image_size,
+            self.image_size,
+        )
 
     def _setup_test(self, problems: Problems) -> None:
         items = self.read_test(problems)
@@ -284,17 +339,29 @@ class ImageDataModule(pl.LightningDataModule):
         ds = self.train_set
         n = min(len(ds), 2000)
         idx = np.random.default_rng(self.seed).choice(len(ds), n, replace=False)
-        batch = np.stack([ds.images[i] if isinstance(ds.images[i], np.ndarray) and ds.images[i].shape[-1] == 3
-                          else sources.load_image(ds.images[i], self.image_size, self.interpolation, self.max_pixels)
-                          for i in idx])
+        batch = np.stack(
+            [
+                ds.images[i]
+                if isinstance(ds.images[i], np.ndarray) and ds.images[i].shape[-1] == 3
+                else sources.load_image(ds.images[i], self.image_size, self.interpolation, self.max_pixels)
+                for i in idx
+            ]
+        )
         pixels = batch.reshape(-1, 3).astype(np.float64) / 255.0
         return pixels.mean(0).tolist(), np.maximum(pixels.std(0), 1e-3).tolist()
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset, shuffle: bool, sampler=None) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False,
-                          pin_memory=self.on_cuda())
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+            pin_memory=self.on_cuda(),
+        )
 
     def on_cuda(self) -> bool:
         """Whether the attached trainer trains on a CUDA device: then batches are pinned, so that
@@ -337,22 +404,43 @@ class ChallengeDataModule(ImageDataModule):
         **common: ImageDataModule's keys.
     """
 
-    def __init__(self, root: str | None = ".", train_csv: str = "train.csv", train_dir: str = "train",
-                 test_dir: str = "test", sample_submission: str | None = "sample_submission.csv",
-                 solution: str | None = None, **common):
+    def __init__(
+        self,
+        root: str | None = ".",
+        train_csv: str = "train.csv",
+        train_dir: str = "train",
+        test_dir: str = "test",
+        sample_submission: str | None = "sample_submission.csv",
+        solution: str | None = None,
+        **common,
+    ):
         super().__init__(root, **common)
         self._require_root()
         self.train_csv, self.train_dir, self.test_dir = train_csv, train_dir, test_dir
         self.sample_submission, self.solution = sample_submission, solution
 
     def read_train(self, problems: Problems | None = None) -> Items:
-        return sources.challenge_train(self.root, self.train_csv, self.train_dir, self.id_col, self.label_col,
-                                       problems, skip=self.on_bad_image == "skip")
+        return sources.challenge_train(
+            self.root,
+            self.train_csv,
+            self.train_dir,
+            self.id_col,
+            self.label_col,
+            problems,
+            skip=self.on_bad_image == "skip",
+        )
 
     def read_test(self, problems: Problems | None = None) -> Items:
-        items, self.sample = sources.challenge_test(self.root, self.test_dir, self.sample_submission, self.id_col,
-                                                    self.solution, self.label_col, problems,
-                                                    skip=self.on_bad_image == "skip")
+        items, self.sample = sources.challenge_test(
+            self.root,
+            self.test_dir,
+            self.sample_submission,
+            self.id_col,
+            self.solution,
+            self.label_col,
+            problems,
+            skip=self.on_bad_image == "skip",
+        )
         return items
 
 

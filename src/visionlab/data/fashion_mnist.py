@@ -43,13 +43,17 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
         raise DataError(f"Cannot read idx file {path}: {e}. Re-install or re-download Fashion-MNIST.") from None
     magic = int.from_bytes(raw[:4], "big")
     if len(raw) < 4 + 4 * ndim or magic != (UBYTE << 8) + ndim:
-        raise DataError(f"{path} is not an idx file of {ndim}-dimensional unsigned bytes (magic number {magic} != "
-                        f"{(UBYTE << 8) + ndim}). Re-install or re-download Fashion-MNIST.")
+        raise DataError(
+            f"{path} is not an idx file of {ndim}-dimensional unsigned bytes (magic number {magic} != "
+            f"{(UBYTE << 8) + ndim}). Re-install or re-download Fashion-MNIST."
+        )
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(raw) - header != int(np.prod(shape, dtype=np.int64)):
-        raise DataError(f"{path}: idx payload has {len(raw) - header} bytes, its header's shape {shape} needs "
-                        f"{int(np.prod(shape, dtype=np.int64))} (cut short?). Re-install or re-download Fashion-MNIST.")
+        raise DataError(
+            f"{path}: idx payload has {len(raw) - header} bytes, its header's shape {shape} needs "
+            f"{int(np.prod(shape, dtype=np.int64))} (cut short?). Re-install or re-download Fashion-MNIST."
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -75,9 +79,11 @@ def read_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     images = read_idx(_file(Path(directory), images_name), 3)
     labels = read_idx(_file(Path(directory), labels_name), 1)
     if len(images) != len(labels) or (len(labels) and labels.max() >= len(CLASSES)):
-        raise DataError(f"{directory}: the {split} idx files disagree ({len(images)} images, {len(labels)} labels, "
-                        f"largest label {int(labels.max()) if len(labels) else None}). Re-install or re-download "
-                        "Fashion-MNIST.")
+        raise DataError(
+            f"{directory}: the {split} idx files disagree ({len(images)} images, {len(labels)} labels, "
+            f"largest label {int(labels.max()) if len(labels) else None}). Re-install or re-download "
+            "Fashion-MNIST."
+        )
     return images, labels
 
 
@@ -95,8 +101,10 @@ def find_dir(root: str | None, download: bool) -> Path:
             if _file(sub, FILES["train"][0]).is_file():
                 return sub
     if not download:
-        raise DataError(f"Fashion-MNIST idx files not found in {[str(c) for c in candidates]}. Install Debian's "
-                        "dataset-fashion-mnist package, or set data.download=true (needs the internet).")
+        raise DataError(
+            f"Fashion-MNIST idx files not found in {[str(c) for c in candidates]}. Install Debian's "
+            "dataset-fashion-mnist package, or set data.download=true (needs the internet)."
+        )
     from torchvision.datasets import FashionMNIST
 
     target = Path(root or "data/fashion_mnist")

@@ -66,8 +66,10 @@ class Problems:
         if len(self.groups) == 1:
             raise DataError(self.groups[0])
         if self.groups:
-            raise DataError(f"{len(self.groups)} kinds of problem with the input data, each with its fix:\n"
-                            + "\n".join(f"[{i}] {g}" for i, g in enumerate(self.groups, 1)))
+            raise DataError(
+                f"{len(self.groups)} kinds of problem with the input data, each with its fix:\n"
+                + "\n".join(f"[{i}] {g}" for i, g in enumerate(self.groups, 1))
+            )
 
 
 def report(problems: Problems | None, message: str) -> None:
@@ -122,19 +124,29 @@ class Items:
 # ----------------------------------------------------------------------------- CSV tables
 
 
-def read_table(path: Path, id_col: str, label_col: str | None, what: str, id_key: str = "data.id_col",
-               label_key: str = "data.label_col", problems: Problems | None = None) -> pd.DataFrame:
+def read_table(
+    path: Path,
+    id_col: str,
+    label_col: str | None,
+    what: str,
+    id_key: str = "data.id_col",
+    label_key: str = "data.label_col",
+    problems: Problems | None = None,
+) -> pd.DataFrame:
     """Read a CSV as strings: BOM and surrounding whitespace stripped, columns checked, ids unique,
     labels present. A problem that stops the reading is raised; problems of some rows are reported
     all together (to `problems` when given) and those rows left out."""
     if not path.is_file():
-        raise DataError(f"{what} {path} does not exist. Set the key that names it (relative to data.root) "
-                        "or place the file there.")
+        raise DataError(
+            f"{what} {path} does not exist. Set the key that names it (relative to data.root) or place the file there."
+        )
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{what} {path} is empty: it needs a header row with the columns "
-                        f"'{id_col}'{'' if label_col is None else f' and {label_col!r}'} and one row per image.") from None
+        raise DataError(
+            f"{what} {path} is empty: it needs a header row with the columns "
+            f"'{id_col}'{'' if label_col is None else f' and {label_col!r}'} and one row per image."
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{what} {path} is not a readable CSV file ({e}). Save it as UTF-8 CSV.") from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -144,12 +156,15 @@ def read_table(path: Path, id_col: str, label_col: str | None, what: str, id_key
         if col not in df.columns:
             sep = _other_delimiter(df.columns)
             if sep:  # the columns are fine, the separator is not: renaming a column would not help
-                raise DataError(f"{what} {path} has no column {col!r} (its columns: {list(df.columns)}): it is "
-                                f"{sep!r}-separated, and CSV files are read comma-separated. Save it with commas, e.g. "
-                                f"python -c \"import pandas as p; f='{path}'; p.read_csv(f, sep={sep!r}, dtype=str)"
-                                f".to_csv(f, index=False)\". (Set {key}=<column> only where the column has another name.)")
-            raise DataError(f"{what} {path} has no column {col!r} (its columns: {list(df.columns)}). "
-                            f"Set {key}=<one of those>.")
+                raise DataError(
+                    f"{what} {path} has no column {col!r} (its columns: {list(df.columns)}): it is "
+                    f"{sep!r}-separated, and CSV files are read comma-separated. Save it with commas, e.g. "
+                    f"python -c \"import pandas as p; f='{path}'; p.read_csv(f, sep={sep!r}, dtype=str)"
+                    f'.to_csv(f, index=False)". (Set {key}=<column> only where the column has another name.)'
+                )
+            raise DataError(
+                f"{what} {path} has no column {col!r} (its columns: {list(df.columns)}). Set {key}=<one of those>."
+            )
     if df.empty:
         raise DataError(f"{what} {path} has a header but no rows: it lists no images.")
     own = Problems() if problems is None else None
@@ -157,27 +172,35 @@ def read_table(path: Path, id_col: str, label_col: str | None, what: str, id_key
     drop = set()
     empty = df.index[df[id_col] == ""].tolist()
     if empty:
-        found.add(f"{what} {path}: column {id_col!r} is empty in data row(s) "
-                  f"{[i + 2 for i in empty[:MAX_LISTED]]} (line numbers). Fill in or delete those rows.")
+        found.add(
+            f"{what} {path}: column {id_col!r} is empty in data row(s) "
+            f"{[i + 2 for i in empty[:MAX_LISTED]]} (line numbers). Fill in or delete those rows."
+        )
         drop.update(empty)
     named = df[id_col][df[id_col] != ""]
     dup = named[named.duplicated(keep=False)]
     if len(dup):
         lines = [f"{v!r} on lines {[i + 2 for i in dup.index[dup == v]]}" for v in dict.fromkeys(dup)]
-        found.add(f"{what} {path}: {len(set(dup))} id(s) in column {id_col!r} appear more than once:\n"
-                  f"{listing(lines)}\nEach image must be listed once.")
+        found.add(
+            f"{what} {path}: {len(set(dup))} id(s) in column {id_col!r} appear more than once:\n"
+            f"{listing(lines)}\nEach image must be listed once."
+        )
         drop.update(dup.index[dup.duplicated(keep="first")])
     if label_col is not None:
         missing = df.index[df[label_col] == ""].tolist()
         if missing:
-            found.add(f"{what} {path}: column {label_col!r} is empty on line(s) "
-                      f"{[i + 2 for i in missing[:MAX_LISTED]]}. Every training image needs a label.")
+            found.add(
+                f"{what} {path}: column {label_col!r} is empty on line(s) "
+                f"{[i + 2 for i in missing[:MAX_LISTED]]}. Every training image needs a label."
+            )
         marked = df.index[df[label_col].str.lower().isin(MISSING_MARKERS)].tolist()
         if marked:
             values = sorted(set(df.loc[marked, label_col]))
-            found.add(f"{what} {path}: column {label_col!r} holds a missing-value marker ({', '.join(values)}) on "
-                      f"line(s) {[i + 2 for i in marked[:MAX_LISTED]]}, not a class. Every training image needs a "
-                      "label: fill in or delete those rows (or rename the class, if it really is one).")
+            found.add(
+                f"{what} {path}: column {label_col!r} holds a missing-value marker ({', '.join(values)}) on "
+                f"line(s) {[i + 2 for i in marked[:MAX_LISTED]]}, not a class. Every training image needs a "
+                "label: fill in or delete those rows (or rename the class, if it really is one)."
+            )
         drop.update(missing + marked)
     if own is not None:
         own.raise_if_any()
@@ -193,8 +216,10 @@ class ImageFolderIndex:
 
     def __init__(self, directory: Path, what: str, key: str):
         if not directory.is_dir():
-            raise DataError(f"{what} {directory} does not exist or is not a folder. Set {key}=<folder> "
-                            "(relative to data.root) to where the images are.")
+            raise DataError(
+                f"{what} {directory} does not exist or is not a folder. Set {key}=<folder> "
+                "(relative to data.root) to where the images are."
+            )
         self.directory = directory
         self.real = directory.resolve()
         self.by_name: dict[str, str] = {}
@@ -228,16 +253,37 @@ class ImageFolderIndex:
         if pure.is_absolute() or ".." in pure.parts or (len(image_id) > 1 and image_id[1] == ":"):
             return None, "refused: resolves outside the image folder"
         name = str(pure)
-        broken = name if name in self.broken else next(
-            (n for n in self.broken if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS), None)
+        broken = (
+            name
+            if name in self.broken
+            else next(
+                (
+                    n
+                    for n in self.broken
+                    if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+                ),
+                None,
+            )
+        )
         if broken and name not in self.by_name and len(self.by_stem.get(name, ())) == 0:
             return None, self.broken[broken]
-        special = name if name in self.special else next(
-            (n for n in self.special if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS), None)
+        special = (
+            name
+            if name in self.special
+            else next(
+                (
+                    n
+                    for n in self.special
+                    if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+                ),
+                None,
+            )
+        )
         if special and name not in self.by_name and len(self.by_stem.get(name, ())) == 0:
             inside = self.inside(self.directory / special)
-            return None, ("refused: not a regular file" if inside else
-                          "refused: a link that points outside the image folder")
+            return None, (
+                "refused: not a regular file" if inside else "refused: a link that points outside the image folder"
+            )
         if name in self.by_name:
             found = self.by_name[name]
         elif len(self.by_stem.get(name, ())) == 1:
@@ -245,8 +291,9 @@ class ImageFolderIndex:
         elif len(self.by_stem.get(name, ())) > 1:
             return None, f"ambiguous: several files are named {name}.* ({self.by_stem[name]}); give the extension"
         elif "/" in name:  # id in a sub-folder
-            found = next((name + ext for ext in ("",) + IMAGE_EXTENSIONS
-                          if (self.directory / (name + ext)).is_file()), None)  # is_file: no FIFOs
+            found = next(
+                (name + ext for ext in ("",) + IMAGE_EXTENSIONS if (self.directory / (name + ext)).is_file()), None
+            )  # is_file: no FIFOs
             if found is None:
                 return None, "missing: no such file"
         else:
@@ -256,8 +303,9 @@ class ImageFolderIndex:
             return None, "refused: a link that points outside the image folder"
         return path, None
 
-    def resolve_all(self, ids: list[str], what: str, key: str, problems: Problems | None = None,
-                    skip: bool = False) -> list[Path | Unusable]:
+    def resolve_all(
+        self, ids: list[str], what: str, key: str, problems: Problems | None = None, skip: bool = False
+    ) -> list[Path | Unusable]:
         """A path per id, or Unusable(reason). The unusable ones are reported (to `problems`, else
         raised) unless `skip`: then the caller leaves them out like unreadable images."""
         paths, bad, seen = [], [], {}
@@ -273,18 +321,25 @@ class ImageFolderIndex:
                 bad.append(f"{image_id!r}: {reason}")
             paths.append(Unusable(reason) if reason else path)
         if bad and not skip:
-            report(problems, f"{len(bad)} id(s) of {what} have no usable image in {self.directory}:\n{listing(bad)}\n"
-                             f"Check {key} and that the files exist inside that folder, or set data.on_bad_image=skip "
-                             "to do without them.")
+            report(
+                problems,
+                f"{len(bad)} id(s) of {what} have no usable image in {self.directory}:\n{listing(bad)}\n"
+                f"Check {key} and that the files exist inside that folder, or set data.on_bad_image=skip "
+                "to do without them.",
+            )
         return paths
 
     def image_files(self) -> list[str]:
-        left_out = [f"{n}: {r}" for n, r in sorted(self.broken.items())
-                    if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+        left_out = [
+            f"{n}: {r}" for n, r in sorted(self.broken.items()) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+        ]
         if left_out:
             log.warning("Leaving out %d broken link(s) in %s:\n%s", len(left_out), self.directory, listing(left_out))
-        return sorted(n for n in self.by_name if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-                      and self.inside(self.directory / n))
+        return sorted(
+            n
+            for n in self.by_name
+            if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS and self.inside(self.directory / n)
+        )
 
 
 def _broken_link(path: str) -> str | None:
@@ -299,8 +354,15 @@ def _broken_link(path: str) -> str | None:
 # ----------------------------------------------------------------------------- readers
 
 
-def challenge_train(root: Path, train_csv: str, train_dir: str, id_col: str, label_col: str,
-                    problems: Problems | None = None, skip: bool = False) -> Items:
+def challenge_train(
+    root: Path,
+    train_csv: str,
+    train_dir: str,
+    id_col: str,
+    label_col: str,
+    problems: Problems | None = None,
+    skip: bool = False,
+) -> Items:
     """The training CSV's rows and their images. Rows with problems are reported (to `problems` when
     given, else raised) and left out; images that cannot be used are Unusable (see resolve_all)."""
     own = Problems() if problems is None else None
@@ -314,9 +376,16 @@ def challenge_train(root: Path, train_csv: str, train_dir: str, id_col: str, lab
     return Items(ids, paths, df[label_col].tolist())
 
 
-def challenge_test(root: Path, test_dir: str, sample_submission: str | None, id_col: str,
-                   solution: str | None = None, label_col: str = "label", problems: Problems | None = None,
-                   skip: bool = False) -> tuple[Items, pd.DataFrame | None]:
+def challenge_test(
+    root: Path,
+    test_dir: str,
+    sample_submission: str | None,
+    id_col: str,
+    solution: str | None = None,
+    label_col: str = "label",
+    problems: Problems | None = None,
+    skip: bool = False,
+) -> tuple[Items, pd.DataFrame | None]:
     """The test images in the sample submission's order (or sorted file names without one, also when
     the sample submission file is absent), their labels where a solution file exists, and the sample
     submission table itself."""
@@ -325,13 +394,19 @@ def challenge_test(root: Path, test_dir: str, sample_submission: str | None, id_
     index = ImageFolderIndex(root / test_dir, "Test image folder (data.test_dir)", "data.test_dir")
     sample = None
     if sample_submission and not (root / sample_submission).exists():
-        log.warning("No sample submission %s (data.sample_submission): the test ids are the image files of %s, "
-                    "sorted, and the submission's columns are %r and %r (data.id_col, data.label_col).",
-                    root / sample_submission, root / test_dir, id_col, label_col)
+        log.warning(
+            "No sample submission %s (data.sample_submission): the test ids are the image files of %s, "
+            "sorted, and the submission's columns are %r and %r (data.id_col, data.label_col).",
+            root / sample_submission,
+            root / test_dir,
+            id_col,
+            label_col,
+        )
         sample_submission = None
     if sample_submission:
-        sample = read_table(root / sample_submission, id_col, None, "Sample submission (data.sample_submission)",
-                            problems=found)
+        sample = read_table(
+            root / sample_submission, id_col, None, "Sample submission (data.sample_submission)", problems=found
+        )
         ids = sample[id_col].tolist()
         paths = index.resolve_all(ids, f"sample submission {root / sample_submission}", "data.test_dir", found, skip)
     else:
@@ -346,8 +421,9 @@ def challenge_test(root: Path, test_dir: str, sample_submission: str | None, id_
             truth = dict(zip(sol[id_col], sol[label_col]))
             missing = [i for i in ids if i not in truth]
             if missing:
-                raise DataError(f"Solution file {root / solution} has no label for {len(missing)} test id(s):\n"
-                                f"{listing(missing)}")
+                raise DataError(
+                    f"Solution file {root / solution} has no label for {len(missing)} test id(s):\n{listing(missing)}"
+                )
             labels = [truth[i] for i in ids]
     if own is not None:
         own.raise_if_any()
@@ -358,8 +434,10 @@ def folder_train(root: Path, train_dir: str) -> Items:
     """One sub-folder per class: <train_dir>/<class name>/<image>."""
     base = root / train_dir
     if not base.is_dir():
-        raise DataError(f"Training folder (data.train_dir) {base} does not exist. For data=folder it must "
-                        "hold one sub-folder per class.")
+        raise DataError(
+            f"Training folder (data.train_dir) {base} does not exist. For data=folder it must "
+            "hold one sub-folder per class."
+        )
     ids, paths, labels = [], [], []
     for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         index = ImageFolderIndex(class_dir, "Class folder", "data.train_dir")
@@ -368,8 +446,10 @@ def folder_train(root: Path, train_dir: str) -> Items:
             paths.append(class_dir / name)
             labels.append(class_dir.name)
     if not ids:
-        raise DataError(f"Training folder {base} has no class sub-folders with images in them. Layout for "
-                        "data=folder: <train_dir>/<class name>/<image file>.")
+        raise DataError(
+            f"Training folder {base} has no class sub-folders with images in them. Layout for "
+            "data=folder: <train_dir>/<class name>/<image file>."
+        )
     return Items(ids, paths, labels)
 
 
@@ -396,8 +476,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-INTERPOLATIONS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-                  "lanczos": Image.LANCZOS, "area": Image.BOX}
+INTERPOLATIONS = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+    "area": Image.BOX,
+}
 
 
 def load_image(source, size: int, interpolation: str = "bilinear", max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
@@ -410,9 +495,11 @@ def load_image(source, size: int, interpolation: str = "bilinear", max_pixels: i
     else:
         img = Image.open(source)
         if max_pixels is not None and img.width * img.height > max_pixels:
-            raise ImageTooLarge(f"{img.width}x{img.height} = {img.width * img.height / 1e6:.0f} megapixels, more than "
-                                f"data.max_pixels={max_pixels} (a decompression bomb?); if the image is real, raise "
-                                "data.max_pixels")
+            raise ImageTooLarge(
+                f"{img.width}x{img.height} = {img.width * img.height / 1e6:.0f} megapixels, more than "
+                f"data.max_pixels={max_pixels} (a decompression bomb?); if the image is real, raise "
+                "data.max_pixels"
+            )
         if img.format == "JPEG" and img.mode in ("RGB", "L"):
             img.draft(img.mode, (size, size))  # decode big JPEGs at reduced scale: much faster
         img.load()

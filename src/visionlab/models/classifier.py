@@ -32,11 +32,26 @@ class ImageClassifier(pl.LightningModule):
     """Takes uint8 images (B, C, H, W); normalises them itself, so a checkpoint carries its own
     preprocessing to predict.py. `info` (config, class names) is stored in every checkpoint."""
 
-    def __init__(self, net: nn.Module, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
-                 output: str = "softmax", mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                 label_smoothing: float = 0.0, channels_last: bool = True, freeze: bool = False,
-                 unfreeze_epoch: int | None = None, backbone_lr_mult: float = 1.0, layer_decay: float | None = None,
-                 mixup: float = 0.0, cutmix: float = 0.0, mixup_off_epoch: int | None = None, info: dict | None = None):
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        output: str = "softmax",
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        label_smoothing: float = 0.0,
+        channels_last: bool = True,
+        freeze: bool = False,
+        unfreeze_epoch: int | None = None,
+        backbone_lr_mult: float = 1.0,
+        layer_decay: float | None = None,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        mixup_off_epoch: int | None = None,
+        info: dict | None = None,
+    ):
         """optimizer / scheduler: the `optimizer` and `scheduler` groups' partials (scheduler None: a
         constant lr), completed in configure_optimizers.
         Fine-tuning knobs (all `model.*` keys):
@@ -57,8 +72,12 @@ class ImageClassifier(pl.LightningModule):
         if mixup or cutmix:
             from timm.data import Mixup
 
-            self.mixup = Mixup(mixup_alpha=float(mixup), cutmix_alpha=float(cutmix), label_smoothing=label_smoothing,
-                               num_classes=num_classes)
+            self.mixup = Mixup(
+                mixup_alpha=float(mixup),
+                cutmix_alpha=float(cutmix),
+                label_smoothing=label_smoothing,
+                num_classes=num_classes,
+            )
         self.net, self.num_classes, self.output = net, num_classes, output
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.channels_last = label_smoothing, channels_last

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from visionlab.errors import ConfigError
-
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from visionlab.errors import ConfigError
 from visionlab.models.init import apply_init
 
 ACTIVATIONS = {
@@ -23,8 +22,9 @@ POOLS = ("max", "avg", "stride", "none")
 HEADS = ("flatten", "gap", "conv")
 
 
-def conv_block(c_in: int, c_out: int, bn: bool, activation: str, pool: str, kernel_size: int,
-               convs: int = 1) -> nn.Sequential:
+def conv_block(
+    c_in: int, c_out: int, bn: bool, activation: str, pool: str, kernel_size: int, convs: int = 1
+) -> nn.Sequential:
     """`convs` x (conv -> [BN] -> activation), then [pool]. pool='stride' downsamples with the last
     conv's own stride 2."""
     layers: list[nn.Module] = []
@@ -50,9 +50,20 @@ class CNN(nn.Module):
         return self.head(self.features(x))
 
 
-def build_cnn(num_classes: int, in_channels: int = 3, image_size: int = 28, channels: Sequence[int] = (32, 64, 128),
-              bn: bool = True, dropout: float = 0.3, activation: str = "relu", pool: str = "max", head: str = "gap",
-              init: str = "default", kernel_size: int = 3, block_convs: int = 1) -> CNN:
+def build_cnn(
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int = 28,
+    channels: Sequence[int] = (32, 64, 128),
+    bn: bool = True,
+    dropout: float = 0.3,
+    activation: str = "relu",
+    pool: str = "max",
+    head: str = "gap",
+    init: str = "default",
+    kernel_size: int = 3,
+    block_convs: int = 1,
+) -> CNN:
     """One conv block per entry of `channels` (a longer list adds blocks), each `block_convs` convs
     deep (VGG style: more layers at the same resolution), then a head:
 
@@ -83,13 +94,19 @@ def build_cnn(num_classes: int, in_channels: int = 3, image_size: int = 28, chan
         out = torch.zeros(0, 0, 0, 0)
     features.train()
     if out.ndim != 4 or out.shape[-1] < 1 or out.shape[-2] < 1:
-        raise ConfigError(f"{len(channels)} downsampling blocks leave nothing of a {image_size}px image; "
-                         "use fewer model.channels, model.pool=none, or a larger data.image_size.")
+        raise ConfigError(
+            f"{len(channels)} downsampling blocks leave nothing of a {image_size}px image; "
+            "use fewer model.channels, model.pool=none, or a larger data.image_size."
+        )
     c = widths[-1]
     if head == "flatten":
         classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(out[0].numel(), num_classes))
     elif head == "gap":
-        classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, num_classes))
+        classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, num_classes)
+        )
     else:
-        classifier = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(c, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Conv2d(c, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
     return apply_init(CNN(features, classifier), init)

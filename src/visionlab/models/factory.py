@@ -12,11 +12,29 @@ from visionlab.models.classifier import ImageClassifier
 from visionlab.models.cnn import build_cnn
 
 
-def cnn_classifier(*, num_classes: int, image_size: int, optimizer: Callable, scheduler: Callable | None,
-                   mean: Sequence[float], std: Sequence[float], info: dict | None = None, load_weights: bool = True,
-                   channels: Sequence[int], block_convs: int, bn: bool, dropout: float, activation: str, pool: str,
-                   head: str, output: str, init: str, kernel_size: int, label_smoothing: float,
-                   channels_last: bool) -> ImageClassifier:
+def cnn_classifier(
+    *,
+    num_classes: int,
+    image_size: int,
+    optimizer: Callable,
+    scheduler: Callable | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    info: dict | None = None,
+    load_weights: bool = True,
+    channels: Sequence[int],
+    block_convs: int,
+    bn: bool,
+    dropout: float,
+    activation: str,
+    pool: str,
+    head: str,
+    output: str,
+    init: str,
+    kernel_size: int,
+    label_smoothing: float,
+    channels_last: bool,
+) -> ImageClassifier:
     """model=cnn: the scratch CNN (models/cnn.py) in an ImageClassifier.
 
     Args:
@@ -26,18 +44,59 @@ def cnn_classifier(*, num_classes: int, image_size: int, optimizer: Callable, sc
             (models.cnn.build_cnn).
         output, label_smoothing, channels_last: how it trains (ImageClassifier).
     """
-    net = build_cnn(num_classes, image_size=image_size, channels=channels, block_convs=block_convs, bn=bn,
-                    dropout=dropout, activation=activation, pool=pool, head=head, init=init, kernel_size=kernel_size)
-    return ImageClassifier(net, num_classes, optimizer, scheduler, output=output, mean=mean, std=std,
-                           label_smoothing=label_smoothing, channels_last=channels_last, info=info)
+    net = build_cnn(
+        num_classes,
+        image_size=image_size,
+        channels=channels,
+        block_convs=block_convs,
+        bn=bn,
+        dropout=dropout,
+        activation=activation,
+        pool=pool,
+        head=head,
+        init=init,
+        kernel_size=kernel_size,
+    )
+    return ImageClassifier(
+        net,
+        num_classes,
+        optimizer,
+        scheduler,
+        output=output,
+        mean=mean,
+        std=std,
+        label_smoothing=label_smoothing,
+        channels_last=channels_last,
+        info=info,
+    )
 
 
-def timm_classifier(*, num_classes: int, image_size: int, optimizer: Callable, scheduler: Callable | None,
-                    mean: Sequence[float], std: Sequence[float], info: dict | None = None, load_weights: bool = True,
-                    name: str, pretrained: bool, weights: str | None, allow_partial: bool, drop_rate: float,
-                    output: str, label_smoothing: float, channels_last: bool, freeze: bool,
-                    unfreeze_epoch: int | None, backbone_lr_mult: float, layer_decay: float | None, mixup: float,
-                    cutmix: float, mixup_off_epoch: int | None) -> ImageClassifier:
+def timm_classifier(
+    *,
+    num_classes: int,
+    image_size: int,
+    optimizer: Callable,
+    scheduler: Callable | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    info: dict | None = None,
+    load_weights: bool = True,
+    name: str,
+    pretrained: bool,
+    weights: str | None,
+    allow_partial: bool,
+    drop_rate: float,
+    output: str,
+    label_smoothing: float,
+    channels_last: bool,
+    freeze: bool,
+    unfreeze_epoch: int | None,
+    backbone_lr_mult: float,
+    layer_decay: float | None,
+    mixup: float,
+    cutmix: float,
+    mixup_off_epoch: int | None,
+) -> ImageClassifier:
     """model=timm (and efficientnet_lite0): a timm backbone with a new head, in an ImageClassifier.
 
     Args:
@@ -47,12 +106,33 @@ def timm_classifier(*, num_classes: int, image_size: int, optimizer: Callable, s
         output, label_smoothing, channels_last, freeze, unfreeze_epoch, backbone_lr_mult, layer_decay,
             mixup, cutmix, mixup_off_epoch: how it trains and fine-tunes (ImageClassifier).
     """
-    net = build_timm(name, num_classes, pretrained=pretrained and load_weights, weights=weights if load_weights else None,
-                     allow_partial=allow_partial, drop_rate=drop_rate)
-    return ImageClassifier(net, num_classes, optimizer, scheduler, output=output, mean=mean, std=std,
-                           label_smoothing=label_smoothing, channels_last=channels_last, freeze=freeze,
-                           unfreeze_epoch=unfreeze_epoch, backbone_lr_mult=backbone_lr_mult, layer_decay=layer_decay,
-                           mixup=mixup, cutmix=cutmix, mixup_off_epoch=mixup_off_epoch, info=info)
+    net = build_timm(
+        name,
+        num_classes,
+        pretrained=pretrained and load_weights,
+        weights=weights if load_weights else None,
+        allow_partial=allow_partial,
+        drop_rate=drop_rate,
+    )
+    return ImageClassifier(
+        net,
+        num_classes,
+        optimizer,
+        scheduler,
+        output=output,
+        mean=mean,
+        std=std,
+        label_smoothing=label_smoothing,
+        channels_last=channels_last,
+        freeze=freeze,
+        unfreeze_epoch=unfreeze_epoch,
+        backbone_lr_mult=backbone_lr_mult,
+        layer_decay=layer_decay,
+        mixup=mixup,
+        cutmix=cutmix,
+        mixup_off_epoch=mixup_off_epoch,
+        info=info,
+    )
 
 
 def default_preprocessing(model_cfg: Mapping) -> dict | None:

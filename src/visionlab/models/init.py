@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from visionlab.errors import ConfigError
-
 from torch import nn
+
+from visionlab.errors import ConfigError
 
 SCHEMES = ("default", "zeros", "ones", "normal", "uniform", "xavier", "kaiming")
 

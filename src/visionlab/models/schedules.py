@@ -11,8 +11,14 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, steps_per_epoch: int, warmup_epochs: float,
-                  min_lr_ratio: float) -> LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    warmup_epochs: float,
+    min_lr_ratio: float,
+) -> LambdaLR:
     """Linear warmup, then cosine decay to min_lr_ratio x each group's lr, per step (torch has no
     warmup + cosine in one scheduler; chaining two with SequentialLR would be longer than this).
 
@@ -34,8 +40,9 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, steps_p
     return LambdaLR(optimizer, factor)
 
 
-def lightning_scheduler(factory: Callable, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
-                        max_epochs: int) -> dict:
+def lightning_scheduler(
+    factory: Callable, optimizer: torch.optim.Optimizer, steps_per_epoch: int, max_epochs: int
+) -> dict:
     """Lightning's lr_scheduler dict for the scheduler partial `factory`.
 
     A scheduler gets what its signature asks for of the run's `total_steps`, `steps_per_epoch` and
@@ -49,8 +56,11 @@ def lightning_scheduler(factory: Callable, optimizer: torch.optim.Optimizer, ste
         steps_per_epoch, max_epochs: the run's length.
     """
     steps_per_epoch = max(1, steps_per_epoch)
-    offered = {"total_steps": max(1, steps_per_epoch * max_epochs), "steps_per_epoch": steps_per_epoch,
-               "max_lr": [g["lr"] for g in optimizer.param_groups]}
+    offered = {
+        "total_steps": max(1, steps_per_epoch * max_epochs),
+        "steps_per_epoch": steps_per_epoch,
+        "max_lr": [g["lr"] for g in optimizer.param_groups],
+    }
     params = inspect.signature(factory).parameters
     bound = getattr(factory, "keywords", {})
     given = {k: v for k, v in offered.items() if k in params and k not in bound}

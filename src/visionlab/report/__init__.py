@@ -22,8 +22,18 @@ from visionlab.report.runs import NotASweepDir, load_run, load_sweep, runs_frame
 from visionlab.report.tables import markdown_report, settings_table
 from visionlab.sweep import parse_run_name
 
-__all__ = ["NotASweepDir", "SweepPlotter", "build_report", "load_run", "load_sweep", "main", "parse_run_name",
-           "setting_labels", "split_top_level", "write_plots"]
+__all__ = [
+    "NotASweepDir",
+    "SweepPlotter",
+    "build_report",
+    "load_run",
+    "load_sweep",
+    "main",
+    "parse_run_name",
+    "setting_labels",
+    "split_top_level",
+    "write_plots",
+]
 
 
 def build_report(sweep_dir, out_dir=None) -> dict[str, Path]:
@@ -52,8 +62,10 @@ def build_report(sweep_dir, out_dir=None) -> dict[str, Path]:
     confusion = write_confusion(runs, out)
     if confusion:
         paths["confusion_matrix"], best = confusion
-        md += (f"\n## Confusion matrix of the best run\n\n`{best['run']}` (best val err "
-               f"{best['best_val_err']:.4f}), validation images, best checkpoint:\n\n![](confusion_matrix.png)\n")
+        md += (
+            f"\n## Confusion matrix of the best run\n\n`{best['run']}` (best val err "
+            f"{best['best_val_err']:.4f}), validation images, best checkpoint:\n\n![](confusion_matrix.png)\n"
+        )
     paths["results_md"] = out / "results.md"
     paths["results_md"].write_text(md, encoding="utf-8")
     paths["runs_csv"] = out / "runs.csv"
@@ -65,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     """python -m visionlab.report SWEEP_DIR [--out DIR]; returns the exit code (2: not a sweep folder)."""
     parser = argparse.ArgumentParser(
         prog="python -m visionlab.report",
-        description="Error curves and a results table for a sweep folder (outputs/train/multiruns/...).")
+        description="Error curves and a results table for a sweep folder (outputs/train/multiruns/...).",
+    )
     parser.add_argument("sweep_dir", type=Path, help="the sweep folder, holding one folder per run")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the sweep folder)")
     args = parser.parse_args(argv)

@@ -14,8 +14,8 @@ import pandas as pd
 
 from visionlab.report.runs import natural_key
 
-CHANCE = 0.9                          # error of a constant guess among 10 balanced classes
-DONE = ("completed", "diverged")      # a run that ended either way is a result
+CHANCE = 0.9  # error of a constant guess among 10 balanced classes
+DONE = ("completed", "diverged")  # a run that ended either way is a result
 
 
 def scored_settings(settings: pd.DataFrame) -> pd.DataFrame:
@@ -36,8 +36,9 @@ def seed_range(row, minmax: bool = True) -> str:
     return text + (f" [{row['best_val_err_min']:.4f}–{row['best_val_err_max']:.4f}]" if minmax else "")
 
 
-def facts_lines(settings: pd.DataFrame, runs: pd.DataFrame, smoke: bool = False,
-                written_for: str | None = None) -> list[str]:
+def facts_lines(
+    settings: pd.DataFrame, runs: pd.DataFrame, smoke: bool = False, written_for: str | None = None
+) -> list[str]:
     """A factual summary of one sweep: every setting's range, best and worst, what the seeds say.
 
     Args:
@@ -49,9 +50,12 @@ def facts_lines(settings: pd.DataFrame, runs: pd.DataFrame, smoke: bool = False,
     """
     scored = scored_settings(settings)
     n_seeds = int(settings["n_seeds"].max()) if len(settings) else 0
-    out = [f"{len(runs)} runs, {len(settings)} settings, {n_seeds} seed(s) each"
-           + ("  [SMOKE MODE: 64 images, 1 epoch; the analysis below is about the real sweep]" if smoke else ""),
-           "best val err = the lowest validation error over the epochs; mean ± sample std over seeds [min–max]", ""]
+    out = [
+        f"{len(runs)} runs, {len(settings)} settings, {n_seeds} seed(s) each"
+        + ("  [SMOKE MODE: 64 images, 1 epoch; the analysis below is about the real sweep]" if smoke else ""),
+        "best val err = the lowest validation error over the epochs; mean ± sample std over seeds [min–max]",
+        "",
+    ]
     if scored.empty:
         return out + ["No setting has a validation error."]
     best, worst = scored.iloc[0], scored.iloc[-1]
@@ -61,42 +65,59 @@ def facts_lines(settings: pd.DataFrame, runs: pd.DataFrame, smoke: bool = False,
         note = "  <- no better than a constant guess (error 0.90)" if row["best_val_err_min"] >= CHANCE - 0.02 else ""
         out.append(f"  {tag} {str(row['setting']):<{width}}  {seed_range(row)}{note}")
     gap = worst["best_val_err_mean"] - best["best_val_err_mean"]
-    out += ["", f"best: {best['setting']}; worst: {worst['setting']}; gap worst - best = {gap:.4f} "
-            f"({100 * gap:.1f} points)"]
+    out += [
+        "",
+        f"best: {best['setting']}; worst: {worst['setting']}; gap worst - best = {gap:.4f} ({100 * gap:.1f} points)",
+    ]
     if n_seeds >= 2:
         # Same seed = same validation split, training subset and batch order: compare per seed.
         per_seed = runs.pivot_table(index="seed", columns="setting", values="best_val_err", aggfunc="first")
         tied, overlapping = [], []
         for _, row in scored.iloc[1:].iterrows():
             diffs = (per_seed[row["setting"]] - per_seed[best["setting"]]).dropna()
-            text = (f"{row['setting']} (+{row['best_val_err_mean'] - best['best_val_err_mean']:.4f}; "
-                    f"per seed {', '.join(f'{d:+.4f}' for d in diffs)})")
+            text = (
+                f"{row['setting']} (+{row['best_val_err_mean'] - best['best_val_err_mean']:.4f}; "
+                f"per seed {', '.join(f'{d:+.4f}' for d in diffs)})"
+            )
             if len(diffs) and (diffs <= 0).any():
                 tied.append(text)
             elif row["best_val_err_min"] <= best["best_val_err_max"]:
                 overlapping.append(text)
         if tied:
-            out.append(f"within the seed spread (as good as {best['setting']} in at least one seed): "
-                       + "; ".join(tied))
+            out.append(
+                f"within the seed spread (as good as {best['setting']} in at least one seed): " + "; ".join(tied)
+            )
         if overlapping:
-            out.append(f"worse than {best['setting']} in every seed, but the seed ranges overlap: "
-                       + "; ".join(overlapping))
+            out.append(
+                f"worse than {best['setting']} in every seed, but the seed ranges overlap: " + "; ".join(overlapping)
+            )
         if not tied and not overlapping:
-            out.append(f"every other setting is worse than {best['setting']} in every seed, "
-                       "and the seed ranges do not overlap")
+            out.append(
+                f"every other setting is worse than {best['setting']} in every seed, and the seed ranges do not overlap"
+            )
     else:
         out.append("one seed: no seed spread measured, so no difference here is established")
     diverged = runs[runs["status"] == "diverged"]
     unfinished = runs[~runs["status"].isin(DONE)]
-    out.append("diverged runs (NaN loss): " + (", ".join(
-        f"{r.setting} seed {r.seed} (stopped after epoch {r.epochs})" for r in diverged.itertuples()) or "none"))
+    out.append(
+        "diverged runs (NaN loss): "
+        + (
+            ", ".join(f"{r.setting} seed {r.seed} (stopped after epoch {r.epochs})" for r in diverged.itertuples())
+            or "none"
+        )
+    )
     if len(unfinished):
-        out.append("runs that did not finish: "
-                   + ", ".join(f"{r.setting} seed {r.seed}: {r.status}" for r in unfinished.itertuples()))
+        out.append(
+            "runs that did not finish: "
+            + ", ".join(f"{r.setting} seed {r.seed}: {r.status}" for r in unfinished.itertuples())
+        )
     if written_for is not None and not smoke:
         same = str(best["setting"]) == written_for
-        out += ["", f"The analysis below was written from a run whose best setting was {written_for}: "
-                + ("the same here." if same else f"NOTE: the best here is {best['setting']}; re-read the analysis.")]
+        out += [
+            "",
+            f"The analysis below was written from a run whose best setting was {written_for}: "
+            + ("the same here." if same else f"NOTE: the best here is {best['setting']}; re-read the analysis."),
+        ]
     return out
 
 
@@ -124,8 +145,13 @@ def per_seed_table(settings: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         either is missing) and `rank seed s` (1 = lowest error of that seed; ties share the rank).
     """
     order = [str(s) for s in settings["setting"]]
-    values = (runs.assign(setting=runs["setting"].astype(str), seed=runs["seed"].map(seed_name))
-              .groupby(["setting", "seed"])["best_val_err"].first().unstack("seed").reindex(order))
+    values = (
+        runs.assign(setting=runs["setting"].astype(str), seed=runs["seed"].map(seed_name))
+        .groupby(["setting", "seed"])["best_val_err"]
+        .first()
+        .unstack("seed")
+        .reindex(order)
+    )
     seeds = sorted(values.columns, key=natural_key)
     scored = scored_settings(settings)
     best = str(scored.iloc[0]["setting"]) if len(scored) else None
@@ -148,7 +174,7 @@ def per_seed_markdown(table: pd.DataFrame, best: str) -> str:
         table: per_seed_table's frame.
         best: the best setting's name (the differences' reference), for the column header.
     """
-    seeds = [c[len("seed "):] for c in table.columns if c.startswith("seed ")]
+    seeds = [c[len("seed ") :] for c in table.columns if c.startswith("seed ")]
 
     def joined(row, prefix, fmt) -> str:
         return ", ".join("n/a" if pd.isna(row[f"{prefix} {s}"]) else fmt(row[f"{prefix} {s}"]) for s in seeds)
@@ -156,8 +182,9 @@ def per_seed_markdown(table: pd.DataFrame, best: str) -> str:
     view = pd.DataFrame({"setting": table.index.astype(str)})
     for s in seeds:
         view[f"seed {s}"] = ["" if pd.isna(v) else f"{v:.4f}" for v in table[f"seed {s}"]]
-    view[f"vs {best}, per seed (points)"] = [joined(r, "diff seed", lambda d: f"{100 * d:+.1f}")
-                                            for _, r in table.iterrows()]
+    view[f"vs {best}, per seed (points)"] = [
+        joined(r, "diff seed", lambda d: f"{100 * d:+.1f}") for _, r in table.iterrows()
+    ]
     view["rank per seed"] = [joined(r, "rank seed", lambda k: f"{k}") for _, r in table.iterrows()]
     view = view.apply(lambda col: col.str.replace("|", "\\|"))
     return view.to_markdown(index=False, stralign=None, disable_numparse=True)
@@ -176,8 +203,10 @@ def summary_row(name: str, settings: pd.DataFrame, runs: pd.DataFrame) -> dict:
     best, worst = scored.iloc[0], scored.iloc[-1]
     return {
         "ablation": name,
-        "best setting": best["setting"], "best val err": seed_range(best, minmax=False),
-        "worst setting": worst["setting"], "worst val err": seed_range(worst, minmax=False),
+        "best setting": best["setting"],
+        "best val err": seed_range(best, minmax=False),
+        "worst setting": worst["setting"],
+        "worst val err": seed_range(worst, minmax=False),
         "gap (points)": round(100 * (worst["best_val_err_mean"] - best["best_val_err_mean"]), 1),
         "diverged runs": int((runs["status"] == "diverged").sum()),
         "training time (min)": round(runs["wall_time_s"].sum() / 60, 1),

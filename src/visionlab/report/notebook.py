@@ -29,7 +29,7 @@ from visionlab.report.findings import DONE, facts_lines, per_seed_markdown, per_
 from visionlab.report.runs import split_top_level
 from visionlab.sweep import PROJECT_DIR
 
-SEEDS = (0, 1)                                   # the real sweeps' seeds
+SEEDS = (0, 1)  # the real sweeps' seeds
 SMOKE_SEEDS = (0,)
 SMOKE_OVERRIDES = ("data.subset=64", "data.val_fraction=0.05", "trainer.max_epochs=1")
 
@@ -109,11 +109,15 @@ class AblationSweeps:
 
     def describe(self) -> str:
         """Where the sweeps go and how they run, for the notebook's setup cell."""
-        return "\n".join([
-            f"repository: {self.repo}",
-            f"sweeps in:  {self.report_dir}" + ("  (smoke mode: temporary folder)" if self.smoke else ""),
-            f"seeds: {list(self.seeds)}" + (f"; smoke overrides: {' '.join(SMOKE_OVERRIDES)}" if self.smoke else "")
-            + ("; VISIONLAB_RERUN=1: every sweep runs again" if self.rerun else "")])
+        return "\n".join(
+            [
+                f"repository: {self.repo}",
+                f"sweeps in:  {self.report_dir}" + ("  (smoke mode: temporary folder)" if self.smoke else ""),
+                f"seeds: {list(self.seeds)}"
+                + (f"; smoke overrides: {' '.join(SMOKE_OVERRIDES)}" if self.smoke else "")
+                + ("; VISIONLAB_RERUN=1: every sweep runs again" if self.rerun else ""),
+            ]
+        )
 
     def shown_path(self, path: Path) -> str:
         """`path` relative to the checkout where it is inside it (shorter commands and messages)."""
@@ -127,8 +131,12 @@ class AblationSweeps:
 
     def sweep_args(self, name: str) -> list[str]:
         """train.py's arguments for the ablation `name` (conf/experiment/ablation/<name>.yaml)."""
-        args = ["-m", f"experiment=ablation/{name}", f"hydra.sweep.dir={self.shown_path(self.sweep_dir(name))}",
-                "seed=" + ",".join(str(s) for s in self.seeds)]
+        args = [
+            "-m",
+            f"experiment=ablation/{name}",
+            f"hydra.sweep.dir={self.shown_path(self.sweep_dir(name))}",
+            "seed=" + ",".join(str(s) for s in self.seeds),
+        ]
         return args + (list(SMOKE_OVERRIDES) if self.smoke else [])
 
     def sweep_command(self, name: str) -> str:
@@ -156,8 +164,9 @@ class AblationSweeps:
             return f"summary.csv lists {len(df)} runs, expected {self.expected_runs(name)}"
         unfinished = df[~df["status"].isin(DONE)]
         if len(unfinished):
-            return (f"{len(unfinished)} run(s) neither completed nor diverged: "
-                    + ", ".join(unfinished["run"].astype(str)))
+            return f"{len(unfinished)} run(s) neither completed nor diverged: " + ", ".join(
+                unfinished["run"].astype(str)
+            )
         return None
 
     def run_sweep(self, name: str) -> pd.DataFrame:
@@ -170,25 +179,32 @@ class AblationSweeps:
         why = "VISIONLAB_RERUN=1" if self.rerun else self.why_not_reusable(name)
         if why is None:
             df = pd.read_csv(out / "summary.csv")
-            print(f"Re-using the finished sweep in {self.shown_path(out)}: {len(df)} runs, "
-                  f"{(df['status'] == 'completed').sum()} completed, {(df['status'] == 'diverged').sum()} diverged; "
-                  f"{df['wall_time_s'].sum() / 60:.1f} min of training in all.  (VISIONLAB_RERUN=1 runs it again.)")
+            print(
+                f"Re-using the finished sweep in {self.shown_path(out)}: {len(df)} runs, "
+                f"{(df['status'] == 'completed').sum()} completed, {(df['status'] == 'diverged').sum()} diverged; "
+                f"{df['wall_time_s'].sum() / 60:.1f} min of training in all.  (VISIONLAB_RERUN=1 runs it again.)"
+            )
             return df
-        if out.exists():                           # a partial or stale sweep: start clean
+        if out.exists():  # a partial or stale sweep: start clean
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         log = out.parent / f"{name}.log"
         print(f"Running ({why}): {self.sweep_command(name)}\n  log: {self.shown_path(log)}", flush=True)
         start = time.perf_counter()
         with open(log, "w", encoding="utf-8") as fh:
-            proc = subprocess.run([sys.executable, "train.py", *self.sweep_args(name)], cwd=self.repo, stdout=fh,
-                                  stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            proc = subprocess.run(
+                [sys.executable, "train.py", *self.sweep_args(name)],
+                cwd=self.repo,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
         self.sweep_seconds[name] = time.perf_counter() - start
         text = log.read_text(encoding="utf-8", errors="replace")
         if proc.returncode != 0 or not (out / "summary.csv").is_file():
             raise RuntimeError(f"the sweep exited with {proc.returncode}; the end of {log}:\n{text[-4000:]}")
         print(f"Finished in {self.sweep_seconds[name] / 60:.1f} min.")
-        tail = text[text.rfind("Sweep summary"):]
+        tail = text[text.rfind("Sweep summary") :]
         print(tail.split("Plots and a results table")[0].rstrip())
         return pd.read_csv(out / "summary.csv")
 
@@ -235,11 +251,13 @@ class AblationSweeps:
         if scored.empty:
             return "No setting has a validation error."
         best = str(scored.iloc[0]["setting"])
-        return (per_seed_markdown(per_seed_table(settings, runs), best) + "\n\n"
-                "Best val err of every run, by seed. The same seed means the same validation split, training "
-                f"subset and batch order, so settings compare seed by seed: vs {best} is the difference to "
-                "the best setting in the same seed (in points: 0.01 = 1 point); rank 1 is the lowest error of "
-                "that seed.")
+        return (
+            per_seed_markdown(per_seed_table(settings, runs), best) + "\n\n"
+            "Best val err of every run, by seed. The same seed means the same validation split, training "
+            f"subset and batch order, so settings compare seed by seed: vs {best} is the difference to "
+            "the best setting in the same seed (in points: 0.01 = 1 point); rank 1 is the lowest error of "
+            "that seed."
+        )
 
     def show_seeds(self, name: str) -> None:
         from IPython.display import Markdown
@@ -252,9 +270,13 @@ class AblationSweeps:
 
     def summary_lines(self, names, table: pd.DataFrame) -> list[str]:
         """The totals under the summary table: runs, training time, sweeps run in this session."""
-        lines = [f"{len(table)} sweeps, {sum(len(self.read_results(n)[1]) for n in names)} runs, "
-                 f"{table['training time (min)'].sum():.0f} min of training in all (sum of the runs' wall times)"]
+        lines = [
+            f"{len(table)} sweeps, {sum(len(self.read_results(n)[1]) for n in names)} runs, "
+            f"{table['training time (min)'].sum():.0f} min of training in all (sum of the runs' wall times)"
+        ]
         if self.sweep_seconds:
-            lines.append(f"sweeps run in this session: {', '.join(self.sweep_seconds)} "
-                         f"({sum(self.sweep_seconds.values()) / 60:.1f} min wall time)")
+            lines.append(
+                f"sweeps run in this session: {', '.join(self.sweep_seconds)} "
+                f"({sum(self.sweep_seconds.values()) / 60:.1f} min wall time)"
+            )
         return lines

@@ -32,8 +32,12 @@ def curve_stats(runs: list[dict], tag: str):
             by_epoch.setdefault(e, []).append(v)
     epochs = np.array(sorted(by_epoch))
     vals = [by_epoch[e] for e in epochs]
-    return (epochs, np.array([np.mean(v) for v in vals]), np.array([min(v) for v in vals]),
-            np.array([max(v) for v in vals]))
+    return (
+        epochs,
+        np.array([np.mean(v) for v in vals]),
+        np.array([min(v) for v in vals]),
+        np.array([max(v) for v in vals]),
+    )
 
 
 def _epoch_ticks(ax, max_epoch: int) -> None:
@@ -63,8 +67,10 @@ class SweepPlotter:
             if group:
                 self.groups.append((label, group))
         self.n_seeds = max((len(g) for _, g in self.groups), default=0)
-        self.max_epoch = max((e for _, g in self.groups for r in g for tag in (TRAIN_TAG, VAL_TAG)
-                              for e, _ in finite(r["series"][tag])), default=1)
+        self.max_epoch = max(
+            (e for _, g in self.groups for r in g for tag in (TRAIN_TAG, VAL_TAG) for e, _ in finite(r["series"][tag])),
+            default=1,
+        )
         self.markers = self.max_epoch <= 30
 
     @property
@@ -96,9 +102,16 @@ class SweepPlotter:
             if not len(epochs):
                 continue
             colour = self.colours[label]
-            ax.plot(epochs, mean, linestyle=linestyle, color=colour, lw=2,
-                    marker="o" if self.markers else None, ms=4,
-                    label=self.legend_label(label, group) if label_lines else None)
+            ax.plot(
+                epochs,
+                mean,
+                linestyle=linestyle,
+                color=colour,
+                lw=2,
+                marker="o" if self.markers else None,
+                ms=4,
+                label=self.legend_label(label, group) if label_lines else None,
+            )
             if band and len(group) > 1:
                 ax.fill_between(epochs, lo, hi, color=colour, alpha=0.18, lw=0)
             for r in group:  # mark where a diverged run stops
@@ -131,8 +144,16 @@ class SweepPlotter:
             handles.append(h)
             labels.append(h.get_label())
         ncol = max(1, min(len(handles), 4 if max(map(len, labels), default=0) < 24 else 2))
-        return ax.figure.legend(handles, labels, loc="outside lower center", ncol=ncol, title=self.knob or None,
-                                fontsize=9, title_fontsize=9, frameon=False)
+        return ax.figure.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncol=ncol,
+            title=self.knob or None,
+            fontsize=9,
+            title_fontsize=9,
+            frameon=False,
+        )
 
     def title(self, what: str) -> str:
         return f"{what} by {self.knob}" if self.knob else what
@@ -161,8 +182,13 @@ class SweepPlotter:
         self.draw(ax, VAL_TAG, label_lines=False, linestyle="--", band=False)
         self.finish(ax, self.title("Train (solid) and validation (dashed) error"), legend=False, band=False)
         if self.groups:
-            self._legend(ax, extra=[Line2D([], [], color="0.3", lw=2, ls="-", label="train"),
-                                    Line2D([], [], color="0.3", lw=2, ls="--", label="validation")])
+            self._legend(
+                ax,
+                extra=[
+                    Line2D([], [], color="0.3", lw=2, ls="-", label="train"),
+                    Line2D([], [], color="0.3", lw=2, ls="--", label="validation"),
+                ],
+            )
         return fig
 
 

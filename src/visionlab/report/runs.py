@@ -79,8 +79,13 @@ def _hydra_overrides(run_dir: Path) -> dict[str, str] | None:
     for item in items:
         parsed = parse_run_name(str(item))
         # Hydra hands jobs `model.bn=True`: as users type it, `true`
-        out.update({k: v.lower() if v in ("True", "False") else v for k, v in (parsed or {}).items()
-                    if not k.startswith("hydra")})
+        out.update(
+            {
+                k: v.lower() if v in ("True", "False") else v
+                for k, v in (parsed or {}).items()
+                if not k.startswith("hydra")
+            }
+        )
     return out
 
 
@@ -123,20 +128,32 @@ def _num(value) -> float:
 
 
 def _history_series(result: dict, tag: str) -> list[tuple[int, float]]:
-    return [(int(h.get("epoch", i)), float(h[tag])) for i, h in enumerate(result.get("history") or [])
-            if isinstance(h, dict) and h.get(tag) is not None]
+    return [
+        (int(h.get("epoch", i)), float(h[tag]))
+        for i, h in enumerate(result.get("history") or [])
+        if isinstance(h, dict) and h.get(tag) is not None
+    ]
 
 
 def load_run(run_dir: Path) -> dict:
     """One run: its curves (`series`: tag -> [(epoch, value)], epochs from 1), status and metrics."""
     result = read_result(run_dir)
     scalars = read_scalars(run_dir)
-    series = {tag: [(step + 1, v) for step, v in (scalars.get(tag) or _history_series(result, tag))]
-              for tag in (TRAIN_TAG, VAL_TAG)}
+    series = {
+        tag: [(step + 1, v) for step, v in (scalars.get(tag) or _history_series(result, tag))]
+        for tag in (TRAIN_TAG, VAL_TAG)
+    }
     train, val = finite(series[TRAIN_TAG]), finite(series[VAL_TAG])
-    run = {"run": run_dir.name, "run_dir": str(run_dir), "status": result.get("status") or "unknown",
-           "series": series, "source": "events" if scalars else ("result.json" if result else "none"),
-           "best_val_err": math.nan, "best_epoch": math.nan, "final_val_err": math.nan}
+    run = {
+        "run": run_dir.name,
+        "run_dir": str(run_dir),
+        "status": result.get("status") or "unknown",
+        "series": series,
+        "source": "events" if scalars else ("result.json" if result else "none"),
+        "best_val_err": math.nan,
+        "best_epoch": math.nan,
+        "final_val_err": math.nan,
+    }
     if val:
         best_epoch, best = min(val, key=lambda sv: (sv[1], sv[0]))
         run.update(best_val_err=best, best_epoch=best_epoch, final_val_err=val[-1][1])
@@ -180,8 +197,10 @@ def load_sweep(sweep_dir: Path) -> tuple[list[dict], list[str]]:
     """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise NotASweepDir(f"{sweep_dir}: not a directory. Expected a sweep folder "
-                           "(outputs/train/multiruns/<stamp>_<token>) holding one folder per run.")
+        raise NotASweepDir(
+            f"{sweep_dir}: not a directory. Expected a sweep folder "
+            "(outputs/train/multiruns/<stamp>_<token>) holding one folder per run."
+        )
     run_dirs = find_run_dirs(sweep_dir)
     if not run_dirs:
         raise NotASweepDir(_not_a_sweep_message(sweep_dir))
@@ -199,8 +218,10 @@ def load_sweep(sweep_dir: Path) -> tuple[list[dict], list[str]]:
 
 
 def _not_a_sweep_message(path: Path) -> str:
-    msg = (f"{path} is not a sweep folder: expected run folders (one per job, named by its swept "
-           f"overrides, e.g. 'model.bn=true/') holding TensorBoard event files or {RESULT_FILE}.")
+    msg = (
+        f"{path} is not a sweep folder: expected run folders (one per job, named by its swept "
+        f"overrides, e.g. 'model.bn=true/') holding TensorBoard event files or {RESULT_FILE}."
+    )
     if any(path.glob(EVENTS_GLOB)) or (path / RESULT_FILE).is_file():
         msg += f"\n  {path} looks like a single run; pass the sweep folder that contains it."
     else:
@@ -213,15 +234,34 @@ def _not_a_sweep_message(path: Path) -> str:
 def setting_order(runs: list[dict]) -> list[str]:
     """The settings sorted by their keys' values, numbers numerically."""
     by_label = {r["setting"]: r["overrides"] for r in runs}
-    return sorted(by_label, key=lambda label: (tuple(natural_key(v) for k, v in (by_label[label] or {}).items()
-                                                     if k != SEED_KEY), label))
+    return sorted(
+        by_label,
+        key=lambda label: (tuple(natural_key(v) for k, v in (by_label[label] or {}).items() if k != SEED_KEY), label),
+    )
 
 
 def runs_frame(runs: list[dict], keys: list[str]) -> pd.DataFrame:
     """The per-run table (runs.csv): one row per run, sorted by setting then seed; the settings
     table and the plots are computed from the same runs."""
-    columns = ["run", "setting", "seed", *keys, "status", "best_val_err", "best_epoch", "final_train_err",
-               "final_val_err", "gen_gap", "test_err", "epochs", "params", "wall_time_s", "error", "source", "run_dir"]
+    columns = [
+        "run",
+        "setting",
+        "seed",
+        *keys,
+        "status",
+        "best_val_err",
+        "best_epoch",
+        "final_train_err",
+        "final_val_err",
+        "gen_gap",
+        "test_err",
+        "epochs",
+        "params",
+        "wall_time_s",
+        "error",
+        "source",
+        "run_dir",
+    ]
     rows = [{**{k: r["overrides"].get(k, MISSING) for k in keys}, **r} for r in runs]
     df = pd.DataFrame(rows, columns=columns)
     order = {label: i for i, label in enumerate(setting_order(runs))}
@@ -241,5 +281,7 @@ def split_top_level(text: str) -> list[str]:
     if not override.is_sweep_override():
         return [text]
     # booleans as typed (`true`), not as Python prints them
-    return [str(v).lower() if isinstance(v, bool) else s
-            for v, s in zip(override.sweep_iterator(), override.sweep_string_iterator())]
+    return [
+        str(v).lower() if isinstance(v, bool) else s
+        for v, s in zip(override.sweep_iterator(), override.sweep_string_iterator())
+    ]

@@ -33,11 +33,16 @@ def settings_table(per_run: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     metrics.loc[metrics["status"] == FAILED, ["best_val_err", "best_epoch", *SPREAD]] = math.nan
     metrics["best_epoch"] = metrics["best_epoch"].astype(float)
     spec = {k: (k, "first") for k in keys}
-    spec.update(n_runs=("run", "size"), n_seeds=("best_val_err", "count"),
-                **{f"best_val_err_{f}": ("best_val_err", f) for f in ("mean", "std", "min", "max")},
-                **{f"best_epoch_{f}": ("best_epoch", f) for f in ("mean", "min", "max")},
-                **{f"{c}_{f}": (c, f) for c in SPREAD for f in ("mean", "std")},
-                params=("params", "mean"), wall_time_s_mean=("wall_time_s", "mean"), status=("status", status_summary))
+    spec.update(
+        n_runs=("run", "size"),
+        n_seeds=("best_val_err", "count"),
+        **{f"best_val_err_{f}": ("best_val_err", f) for f in ("mean", "std", "min", "max")},
+        **{f"best_epoch_{f}": ("best_epoch", f) for f in ("mean", "min", "max")},
+        **{f"{c}_{f}": (c, f) for c in SPREAD for f in ("mean", "std")},
+        params=("params", "mean"),
+        wall_time_s_mean=("wall_time_s", "mean"),
+        status=("status", status_summary),
+    )
     table = metrics.groupby("setting", sort=False).agg(**spec).reset_index()
     table["params"] = pd.to_numeric(table["params"]).round().astype("Int64")
     return table.sort_values("best_val_err_mean", kind="stable", na_position="last").reset_index(drop=True)
@@ -59,8 +64,9 @@ def markdown_table(settings: pd.DataFrame, keys: list[str]) -> str:
     view["best val err"] = [_pm(m, s) for m, s in zip(settings["best_val_err_mean"], settings["best_val_err_std"])]
     view["n seeds"] = [f"{s}" + (f"/{n}" if n != s else "") for s, n in zip(settings["n_seeds"], settings["n_runs"])]
     view["best epoch"] = [_epochs(lo, hi) for lo, hi in zip(settings["best_epoch_min"], settings["best_epoch_max"])]
-    view["final train err"] = [_pm(m, s) for m, s in zip(settings["final_train_err_mean"],
-                                                         settings["final_train_err_std"])]
+    view["final train err"] = [
+        _pm(m, s) for m, s in zip(settings["final_train_err_mean"], settings["final_train_err_std"])
+    ]
     view["gap (val − train)"] = [_pm(m, s) for m, s in zip(settings["gen_gap_mean"], settings["gen_gap_std"])]
     view["params"] = settings["params"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}")
     view["wall time (s)"] = settings["wall_time_s_mean"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
@@ -73,17 +79,24 @@ def markdown_table(settings: pd.DataFrame, keys: list[str]) -> str:
 def markdown_report(sweep_dir: Path, settings: pd.DataFrame, per_run: pd.DataFrame, keys: list[str]) -> str:
     """results.md: what was swept, the settings table and how to read it, failed runs' errors."""
     seeds = sorted({str(s) for s in per_run["seed"].dropna()}, key=natural_key)
-    out = [f"# Sweep report: {Path(sweep_dir).name}", "",
-           f"{len(per_run)} runs, {len(settings)} settings"
-           + (f", swept: {', '.join(keys)}" if keys else "")
-           + (f", seeds: {', '.join(seeds)}" if len(seeds) > 1 else "") + ".", "",
-           markdown_table(settings, keys), "",
-           "Best val err: mean ± sample std over seeds (min/max in results.csv); n seeds: runs with a "
-           "validation error (of all runs where they differ). Best epoch: range over seeds, epochs "
-           "counted from 1. Gap: final val err − final train err. Wall time: mean per run. "
-           "Failed runs count in status only."]
+    out = [
+        f"# Sweep report: {Path(sweep_dir).name}",
+        "",
+        f"{len(per_run)} runs, {len(settings)} settings"
+        + (f", swept: {', '.join(keys)}" if keys else "")
+        + (f", seeds: {', '.join(seeds)}" if len(seeds) > 1 else "")
+        + ".",
+        "",
+        markdown_table(settings, keys),
+        "",
+        "Best val err: mean ± sample std over seeds (min/max in results.csv); n seeds: runs with a "
+        "validation error (of all runs where they differ). Best epoch: range over seeds, epochs "
+        "counted from 1. Gap: final val err − final train err. Wall time: mean per run. "
+        "Failed runs count in status only.",
+    ]
     failed = per_run[per_run["status"] == FAILED]
     if len(failed):
-        out += ["", "## Failed runs", ""] + [f"- `{r.run}`: {str(r.error).replace(chr(10), ' ') or 'no error recorded'}"
-                                             for r in failed.itertuples()]
+        out += ["", "## Failed runs", ""] + [
+            f"- `{r.run}`: {str(r.error).replace(chr(10), ' ') or 'no error recorded'}" for r in failed.itertuples()
+        ]
     return "\n".join(out) + "\n"
