@@ -14,11 +14,16 @@ CHATTER = (
     "Loading `train_dataloader` to estimate",
     "Restoring states from the checkpoint",
     "Loaded model weights from the checkpoint",
+    # Logged from inside Lightning's SIGTERM handler: when the signal lands while stdout is being
+    # written, the handler's write is re-entrant and logging prints a "Logging error" traceback. Our
+    # own "Interrupted. Continue with: ..." line says it instead.
+    "Received SIGTERM",
 )
 LIGHTNING_LOGGERS = (
     "pytorch_lightning.utilities.rank_zero",
     "lightning.pytorch.utilities.rank_zero",
     "lightning_fabric.utilities.rank_zero",
+    "pytorch_lightning.trainer.connectors.signal_connector",
 )
 
 
