@@ -18,6 +18,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from visionlab.argv import FLAGS_WITH_VALUE  # Hydra flags whose next token is their value
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -43,19 +45,6 @@ SUMMARY_COLUMNS = [
 # The sweep's command-line swept keys, for job processes that launchers start (joblib, submitit,
 # SLURM): their sys.argv is not the user's command, but they inherit the environment.
 SWEPT_KEYS_ENV = "VISIONLAB_SWEPT_KEYS"
-_FLAGS_WITH_VALUE = {
-    "-cn",
-    "--config-name",
-    "-cp",
-    "--config-path",
-    "-cd",
-    "--config-dir",
-    "--info",
-    "-i",
-    "--experimental-rerun",
-    "--package",
-    "-p",
-}
 
 
 def _parse(tokens: list[str]) -> list:
@@ -75,7 +64,7 @@ def command_line_overrides(argv: list[str] | None = None) -> list[str]:
         if skip:
             skip = False
         elif token.startswith("-"):
-            skip = token in _FLAGS_WITH_VALUE
+            skip = token in FLAGS_WITH_VALUE
         else:
             out.append(token)
     return out
