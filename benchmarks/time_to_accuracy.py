@@ -42,7 +42,7 @@ def reference_img_s(steps: int) -> float:
     return plain_loop("cnn", images, labels, 28, BATCH, "32")
 
 
-def train(overrides: list[str], run_dir: Path, curve_raw: Path) -> tuple[float, dict]:
+def train(overrides: list[str], run_dir: Path, curve_raw: Path, flip: bool = False) -> tuple[float, dict]:
     """visionlab.train.run on the composed config with the 10k callback; returns (start time, result.json)."""
     import json
 
@@ -57,7 +57,7 @@ def train(overrides: list[str], run_dir: Path, curve_raw: Path) -> tuple[float, 
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}"])
     with open_dict(cfg):
         cfg.callbacks = cfg.callbacks or {}
-        cfg.callbacks.test_curve = {"_target_": "visionlab.curve.AccuracyCurve", "output": str(curve_raw)}
+        cfg.callbacks.test_curve = {"_target_": "visionlab.curve.AccuracyCurve", "output": str(curve_raw), "flip": flip}
     start = time.time()
     run(cfg)
     return start, json.loads((run_dir / "result.json").read_text())
@@ -67,7 +67,15 @@ def curve_table(raw: Path, start: float, ref_img_s: float) -> pd.DataFrame:
     df = pd.read_csv(raw)
     df["train_time_s"] = (df["epoch_end_unix"] - df["excluded_s"] - start).round(2)
     df["reference_mimages"] = (df["train_time_s"] * ref_img_s / 1e6).round(4)
-    return df[["epoch", "train_time_s", "reference_mimages", "test_acc"]]
+    return df[
+        [
+            "epoch",
+            "train_time_s",
+            "reference_mimages",
+            "test_acc",
+            *(["test_acc_flip"] if "test_acc_flip" in df else []),
+        ]
+    ]
 
 
 def time_to(df: pd.DataFrame, threshold: float):
@@ -97,58 +105,31 @@ def plot(df: pd.DataFrame, thresholds, ref_img_s: float, title: str, path: Path)
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. experiment=leaderboard")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--reference-steps", type=int, default=200, help="steps of the reference loop (batch 128)")
-    parser.add_argument(
-        "--thresholds",
-        type=lambda s: [float(t) for t in s.split(",")],
-        default=[0.90, 0.92, 0.93],
-        help="accuracies to time, comma-separated (default 0.90,0.92,0.93)",
-    )
-    args = parser.parse_args()
-    out = args.out or REPO / "outputs" / "benchmarks" / "time_to_accuracy" / datetime.now().strftime(
-        "%Y-%m-%d_%H-%M-%S"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-
+def measure(overrides: list[str], out: Path, args, ref_before: float) -> tuple[pd.DataFrame, float]:
+    """Train one preset into `out` (run/, curve.csv, curve.png), measure the reference again after it,
+    print its figures; returns its curve and the reference after it."""
     import torch
 
-    from visionlab.parallel import apply_threads
-
-    # the thread count the run will use (threads= among the overrides, else the cores), for the reference too
-    given = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("threads=")), None)
-    threads = apply_threads(None if given in (None, "null") else int(given), None)
-    before = reference_img_s(args.reference_steps)
-    print(
-        f"reference: plain PyTorch loop (BASELINES.md scratch CNN, fp32, batch {BATCH}), {args.reference_steps} "
-        f"steps, {threads} threads: {before:.0f} img/s",
-        flush=True,
-    )
-
-    start, result = train(args.overrides, out / "run", out / "run" / "test_curve_raw.csv")
+    start, result = train(overrides, out / "run", out / "run" / "test_curve_raw.csv", flip=args.flip)
     # measured again after the run: a machine whose load changed meanwhile shows it here
     after = reference_img_s(args.reference_steps)
-    ref = (before + after) / 2
+    ref = (ref_before + after) / 2
     print(
         f"reference after the run: {after:.0f} img/s; normalised with their mean, {ref:.0f} img/s"
         + (
-            f" (WARNING: they differ by {abs(after - before) / ref:.0%}: the machine's load changed; the normalised "
-            "figures are approximate)"
-            if abs(after - before) > 0.2 * ref
+            f" (WARNING: they differ by {abs(after - ref_before) / ref:.0%}: the machine's load changed; the "
+            "normalised figures are approximate)"
+            if abs(after - ref_before) > 0.2 * ref
             else ""
         ),
         flush=True,
     )
     df = curve_table(out / "run" / "test_curve_raw.csv", start, ref)
     df.to_csv(out / "curve.csv", index=False)
-    title = f"{' '.join(args.overrides) or 'defaults'}; {torch.get_num_threads()} threads, reference {ref:.0f} img/s"
+    title = f"{' '.join(overrides) or 'defaults'}; {torch.get_num_threads()} threads, reference {ref:.0f} img/s"
     plot(df, args.thresholds, ref, title, out / "curve.png")
-
     print(
-        f"preset: {' '.join(args.overrides) or '(defaults)'}; status {result.get('status')}, "
+        f"preset: {' '.join(overrides) or '(defaults)'}; status {result.get('status')}, "
         f"wall time {result.get('wall_time_s')} s (with the 10k evaluations: {df.shape[0]} of them, left out below)"
     )
     print(df.to_string(index=False))
@@ -161,7 +142,91 @@ def main() -> None:
                 f"time-to-{t:.2f}: {row['train_time_s']:.1f} s = {row['reference_mimages']:.3f} M reference images "
                 f"(epoch {int(row['epoch'])}, accuracy {row['test_acc']:.4f})"
             )
-    print(f"curve: {out / 'curve.csv'}, {out / 'curve.png'}")
+    print(f"curve: {out / 'curve.csv'}, {out / 'curve.png'}", flush=True)
+    return df, after
+
+
+def compare(names: list[str], curves: list[pd.DataFrame], thresholds, path: Path) -> None:
+    """Each preset's time-to-threshold in reference images, and its ratio to the first preset's. Where
+    the first preset never reached a threshold, its whole run bounds the ratio: "<0.540"."""
+    rows = []
+    for name, df in zip(names, curves):
+        row = {
+            "preset": name,
+            "final_acc": float(df["test_acc"].iloc[-1]),
+            "run_mref": float(df["reference_mimages"].iloc[-1]),
+        }
+        for t in thresholds:
+            hit = time_to(df, t)
+            row[f"to_{t:.2f}_s"] = None if hit is None else float(hit["train_time_s"])
+            row[f"to_{t:.2f}_mref"] = None if hit is None else float(hit["reference_mimages"])
+        rows.append(row)
+    for row in rows:
+        for t in thresholds:
+            base, mine = rows[0][f"to_{t:.2f}_mref"], row[f"to_{t:.2f}_mref"]
+            if mine is None:
+                row[f"to_{t:.2f}_ratio"] = None
+            elif base is not None:
+                row[f"to_{t:.2f}_ratio"] = f"{mine / base:.3f}"
+            else:  # the first preset did not get there in its whole run
+                row[f"to_{t:.2f}_ratio"] = f"<{mine / rows[0]['run_mref']:.3f}"
+    table = pd.DataFrame(rows)
+    table.to_csv(path, index=False)
+    print("\ncomparison (ratio: time-to-threshold in reference images / the first preset's; '<r': the first")
+    print("preset never got there, r is the ratio to its whole run):")
+    print(table.to_string(index=False))
+    print(f"comparison: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="train.py overrides, e.g. experiment=leaderboard")
+    parser.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="OVERRIDES",
+        help="another preset to measure first, in the same process, as one quoted string of overrides "
+        "(repeatable), e.g. --against 'experiment=leaderboard trainer.max_epochs=25'; adds comparison.csv",
+    )
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--reference-steps", type=int, default=200, help="steps of the reference loop (batch 128)")
+    parser.add_argument(
+        "--thresholds",
+        type=lambda s: [float(t) for t in s.split(",")],
+        default=[0.90, 0.92, 0.93],
+        help="accuracies to time, comma-separated (default 0.90,0.92,0.93)",
+    )
+    parser.add_argument(
+        "--flip", action="store_true", help="also score each epoch with flip test-time augmentation (test_acc_flip)"
+    )
+    args = parser.parse_args()
+    out = args.out or REPO / "outputs" / "benchmarks" / "time_to_accuracy" / datetime.now().strftime(
+        "%Y-%m-%d_%H-%M-%S"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+
+    from visionlab.parallel import apply_threads
+
+    presets = [a.split() for a in args.against] + [args.overrides]
+    # the thread count the runs will use (threads= among the overrides, else the cores), for the reference too
+    given = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("threads=")), None)
+    threads = apply_threads(None if given in (None, "null") else int(given), None)
+    ref = reference_img_s(args.reference_steps)
+    print(
+        f"reference: plain PyTorch loop (BASELINES.md scratch CNN, fp32, batch {BATCH}), {args.reference_steps} "
+        f"steps, {threads} threads: {ref:.0f} img/s",
+        flush=True,
+    )
+    if len(presets) == 1:  # one preset: its run/, curve.csv and curve.png directly in --out
+        measure(presets[0], out, args, ref)
+        return
+    curves = []
+    for i, preset in enumerate(presets):
+        print(f"\n=== preset {i + 1} of {len(presets)}: {' '.join(preset)}", flush=True)
+        df, ref = measure(preset, out / f"preset{i + 1}", args, ref)
+        curves.append(df)
+    compare([" ".join(p) for p in presets], curves, args.thresholds, out / "comparison.csv")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ belongs to benchmarks, not tests, on a shared machine)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -104,3 +105,47 @@ def test_pipeline_benchmark_startup_times_help_and_the_first_step(tmp_path):
     assert re.search(
         r"slowest top-level imports of `import visionlab.train` \(cumulative\): \w+ \d+\.\d\d s", proc.stdout
     ), proc.stdout
+
+
+def test_time_to_accuracy_compares_presets_measured_in_one_process(tmp_path):
+    """--against: each preset in its own folder, the reference measured between them, comparison.csv
+    with the ratio to the first preset (a bound '<r' where the first never got there)."""
+    out = tmp_path / "cmp"
+    tiny = "data.subset=200 trainer.max_epochs=1 threads=1 logger=csv"
+    proc = run_cli(
+        ["--out", out, "--reference-steps", "5", "--thresholds", "0.05,0.99", "--against", tiny, *tiny.split()],
+        tmp_path,
+        script="benchmarks/time_to_accuracy.py",
+    )
+    assert "=== preset 1 of 2" in proc.stdout and "=== preset 2 of 2" in proc.stdout
+    import pandas as pd
+
+    table = pd.read_csv(out / "comparison.csv")
+    assert len(table) == 2 and table["to_0.05_ratio"].iloc[0] == 1.0
+    assert table["to_0.99_ratio"].isna().all()
+    for i in (1, 2):
+        assert (out / f"preset{i}" / "curve.csv").is_file() and (out / f"preset{i}" / "run" / "result.json").is_file()
+
+
+def test_comparison_bounds_the_ratio_by_the_first_presets_whole_run(tmp_path):
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from time_to_accuracy import compare
+
+    def curve(accs):
+        return pd.DataFrame(
+            {
+                "epoch": range(1, len(accs) + 1),
+                "train_time_s": [10.0 * (i + 1) for i in range(len(accs))],
+                "reference_mimages": [0.1 * (i + 1) for i in range(len(accs))],
+                "test_acc": accs,
+            }
+        )
+
+    compare(["old", "new"], [curve([0.80, 0.91, 0.915, 0.919]), curve([0.90, 0.921])], [0.90, 0.92], tmp_path / "c.csv")
+    table = pd.read_csv(tmp_path / "c.csv", dtype=str)
+    assert list(table["to_0.90_ratio"]) == ["1.000", "0.500"]  # 0.1 M of 0.2 M reference images
+    assert table["to_0.92_ratio"].iloc[1] == "<0.500"  # 0.2 M against the old run's whole 0.4 M

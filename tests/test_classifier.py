@@ -215,3 +215,17 @@ def test_epoch_loss_is_weighted_by_batch_size(tmp_path):
     logged = t.callback_metrics
     assert float(logged["val/loss"]) == pytest.approx(expected, rel=1e-5)
     assert float(logged["val/err"]) == pytest.approx(expected_err, abs=1e-6)
+
+
+def test_eval_flip_averages_the_mirror_image_outside_training_only():
+    """model.eval_flip: validation, test and predict score each image and its mirror image; training
+    sees the plain forward (the augmentation already flips)."""
+    model = make_classifier(eval_flip=True)
+    x, _ = fixed_batch(4)
+    z = (x.float() - model.mean) / model.std
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), (model.net(z) + model.net(z.flip(-1))) / 2)
+        assert not torch.allclose(model(x), model.net(z))  # the mirror image changes the scores
+    model.train()
+    torch.testing.assert_close(model(x), model.net(z))

@@ -69,3 +69,16 @@ def test_finetune_lite0_preset_composes_with_pretrained_lite0():
     cfg = compose_train(["experiment=finetune_lite0"])
     assert cfg.model.name == "efficientnet_lite0" and cfg.model.weights.startswith("package:")
     assert cfg.data.image_size == 96 and cfg.trainer.max_epochs == 12
+
+
+@pytest.mark.parametrize("preset,data", [("leaderboard_fast", "demo"), ("fashion_mnist", "fashion_mnist")])
+def test_speed_presets_compose_to_the_fast_residual_cnn_with_flip_evaluation(preset, data):
+    """The presets of README's "Time to accuracy": model=resnet with flip test-time augmentation in the
+    model, the augmentation batched in torch, every image training."""
+    cfg = compose_train([f"experiment={preset}"])
+    assert not cfg.hydra.sweeper.params
+    assert cfg.hydra.runtime.choices["data"] == data and cfg.hydra.runtime.choices["model"] == "resnet"
+    assert cfg.model.eval_flip and cfg.augmentation.batched and cfg.data.val_fraction == 0
+    assert cfg.trainer.precision == "bf16-mixed"
+    net = build_net(cfg)
+    assert net(torch.zeros(2, 3, 28, 28)).shape == (2, 10)

@@ -50,6 +50,7 @@ class ImageClassifier(pl.LightningModule):
         mixup: float = 0.0,
         cutmix: float = 0.0,
         mixup_off_epoch: int | None = None,
+        eval_flip: bool = False,
         info: dict | None = None,
     ):
         """optimizer / scheduler: the `optimizer` and `scheduler` groups' partials (scheduler None: a
@@ -60,6 +61,9 @@ class ImageClassifier(pl.LightningModule):
         backbone_lr_mult: the backbone's lr is optimizer.lr times this (discriminative learning rates);
           layer_decay: timm's layer-wise lr decay instead (each block deeper gets a larger lr).
         mixup / cutmix: the alphas of timm's Mixup (0 = off), switched off from mixup_off_epoch on.
+        eval_flip: outside training (validation, test, predict, export), score each image and its
+          mirror image and average the two: flip test-time augmentation built into the model, for nets
+          trained with horizontal flips; twice the cost of an evaluation, none of training's.
         """
         super().__init__()
         if output not in OUTPUTS:
@@ -81,6 +85,7 @@ class ImageClassifier(pl.LightningModule):
         self.net, self.num_classes, self.output = net, num_classes, output
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.channels_last = label_smoothing, channels_last
+        self.eval_flip = bool(eval_flip)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.info = dict(info or {})
@@ -101,8 +106,15 @@ class ImageClassifier(pl.LightningModule):
         x = (x.float() - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores of normalised images; averaged with the mirror image's under eval_flip."""
+        logits = self.net(x)
+        if self.eval_flip and not self.training:
+            logits = (logits + self.net(x.flip(-1))) / 2
+        return logits
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(x))
+        return self.classify(self.normalize(x))
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities for ensembling: softmax, or normalised sigmoid scores."""
@@ -130,7 +142,7 @@ class ImageClassifier(pl.LightningModule):
         x, target = self.normalize(x), y
         if split == "train" and self.mixing():
             x, target = self.mixup(x, y)
-        logits = self.net(x)
+        logits = self.classify(x)
         loss = self.loss(logits, target)
         self.accuracy[f"{split}_acc"].update(logits.detach(), y)
         # The batch mean once per image, so the epoch mean is over images. (Not weight=len(y): torchmetrics

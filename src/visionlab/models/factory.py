@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from visionlab.models.backbones import build_timm, preprocessing
 from visionlab.models.classifier import ImageClassifier
 from visionlab.models.cnn import build_cnn
+from visionlab.models.resnet import build_resnet
 
 
 def cnn_classifier(
@@ -34,6 +35,7 @@ def cnn_classifier(
     kernel_size: int,
     label_smoothing: float,
     channels_last: bool,
+    eval_flip: bool = False,  # the default: checkpoints written before this key
 ) -> ImageClassifier:
     """model=cnn: the scratch CNN (models/cnn.py) in an ImageClassifier.
 
@@ -42,7 +44,7 @@ def cnn_classifier(
         load_weights: unused (the CNN has no pretrained weights); predict passes False to every builder.
         channels, block_convs, bn, dropout, activation, pool, head, init, kernel_size: the network
             (models.cnn.build_cnn).
-        output, label_smoothing, channels_last: how it trains (ImageClassifier).
+        output, label_smoothing, channels_last, eval_flip: how it trains and evaluates (ImageClassifier).
     """
     net = build_cnn(
         num_classes,
@@ -67,6 +69,64 @@ def cnn_classifier(
         std=std,
         label_smoothing=label_smoothing,
         channels_last=channels_last,
+        eval_flip=eval_flip,
+        info=info,
+    )
+
+
+def resnet_classifier(
+    *,
+    num_classes: int,
+    image_size: int,
+    optimizer: Callable,
+    scheduler: Callable | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    info: dict | None = None,
+    load_weights: bool = True,
+    channels: Sequence[int],
+    stem: int,
+    block_convs: int,
+    residual: bool,
+    activation: str,
+    dropout: float,
+    init: str,
+    output: str,
+    label_smoothing: float,
+    channels_last: bool,
+    eval_flip: bool,
+) -> ImageClassifier:
+    """model=resnet: the fast residual CNN (models/resnet.py) in an ImageClassifier.
+
+    Args:
+        num_classes, image_size, optimizer, scheduler, mean, std, info: from the run (train.py).
+        load_weights: unused (no pretrained weights); predict passes False to every builder.
+        channels, stem, block_convs, residual, activation, dropout, init: the network
+            (models.resnet.build_resnet).
+        output, label_smoothing, channels_last, eval_flip: how it trains and evaluates (ImageClassifier).
+    """
+    net = build_resnet(
+        num_classes,
+        image_size=image_size,
+        channels=channels,
+        stem=stem,
+        block_convs=block_convs,
+        residual=residual,
+        activation=activation,
+        dropout=dropout,
+        init=init,
+    )
+    return ImageClassifier(
+        net,
+        num_classes,
+        optimizer,
+        scheduler,
+        output=output,
+        mean=mean,
+        std=std,
+        label_smoothing=label_smoothing,
+        channels_last=channels_last,
+        eval_flip=eval_flip,
         info=info,
     )
 
