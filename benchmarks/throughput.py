@@ -1,6 +1,6 @@
 """Training throughput of the framework against a plain PyTorch loop, measured in one process.
 
-    python benchmarks/throughput.py [--model cnn|vgg|efficientnet_lite0] [--precision 32|bf16]
+    python benchmarks/throughput.py [--model cnn|vgg|resnet|efficientnet_lite0] [--precision 32|bf16]
                                     [--images 4096] [--repeats 3]
 
 Both sides train the same network (same init, same data, same batch size) for one pass over the
@@ -9,7 +9,8 @@ and a Lightning Trainer (normalisation in the model, channels_last), the referen
 hand-written loop of ../shared/BASELINES.md. Prints images/s of each and their ratio (framework /
 plain; 1.0 = no overhead). One untimed pass of each side warms up first (allocator, oneDNN kernels);
 repeats alternate which side goes first, and the ratio is the median over back-to-back pairs: a busy
-neighbour slows both sides of a pair alike. `vgg` is experiment=leaderboard's network; `--precision
+neighbour slows both sides of a pair alike. `vgg` is experiment=leaderboard's network, `resnet`
+experiment=leaderboard_fast's and experiment=fashion_mnist's; `--precision
 bf16` runs both sides under bf16 autocast (the leaderboard's trainer.precision=bf16-mixed).
 """
 
@@ -30,6 +31,7 @@ from visionlab.data.datamodule import ImageDataset
 from visionlab.data.sources import load_image
 from visionlab.models import ImageClassifier, build_cnn
 from visionlab.models.backbones import build_timm
+from visionlab.models.resnet import build_resnet
 
 
 def make_net(kind: str, image_size: int):
@@ -38,6 +40,8 @@ def make_net(kind: str, image_size: int):
         return build_cnn(10, image_size=image_size)
     if kind == "vgg":
         return build_cnn(10, image_size=image_size, channels=[64, 128, 256], block_convs=2)
+    if kind == "resnet":
+        return build_resnet(10, image_size=image_size, channels=[64, 128, 256], block_convs=2)
     return build_timm("efficientnet_lite0", 10)
 
 
@@ -90,7 +94,7 @@ def framework(kind, images, labels, image_size, batch_size, precision) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="cnn", choices=["cnn", "vgg", "efficientnet_lite0"])
+    parser.add_argument("--model", default="cnn", choices=["cnn", "vgg", "resnet", "efficientnet_lite0"])
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)

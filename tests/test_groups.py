@@ -41,10 +41,22 @@ def test_schedulers_are_torchs_own_with_the_yamls_defaults():
     assert "_target_" not in compose_cfg("train", ["scheduler=none"]).scheduler  # no scheduler at all
 
 
+@pytest.mark.parametrize("steps_per_epoch,epochs", [(1, 1), (2, 2), (1, 4), (3, 1)])
+def test_one_cycle_survives_runs_of_a_few_steps(steps_per_epoch, epochs):
+    """OneCycleLR divides by its warm-up's length (pct_start x total_steps - 1): 0 in a 4-step run
+    (data.subset=200, batch 128, 2 epochs) used to raise ZeroDivisionError at the second step."""
+    one = built_scheduler("onecycle", steps_per_epoch, epochs)["scheduler"]
+    for _ in range(steps_per_epoch * epochs):
+        one.optimizer.step()
+        one.step()
+    assert all(0 < lr <= 0.1 for lr in one.get_last_lr())
+
+
 @pytest.mark.parametrize(
     "group,option",
     [
         ("model", "cnn"),
+        ("model", "resnet"),
         ("model", "timm"),
         ("scheduler", "step"),
         ("scheduler", "onecycle"),

@@ -63,5 +63,10 @@ def lightning_scheduler(
     }
     params = inspect.signature(factory).parameters
     bound = getattr(factory, "keywords", {})
+    if getattr(factory, "func", None) is torch.optim.lr_scheduler.OneCycleLR:
+        # OneCycleLR divides by its warm-up's length in steps, pct_start x total_steps - 1: zero (a
+        # ZeroDivisionError mid-run) in a run of 4 steps. A run this short gets a schedule it ends early.
+        pct = float(bound.get("pct_start", 0.3))
+        offered["total_steps"] = max(offered["total_steps"], math.floor(2 / pct) + 1)
     given = {k: v for k, v in offered.items() if k in params and k not in bound}
     return {"scheduler": factory(optimizer, **given), "interval": "step" if "total_steps" in given else "epoch"}
