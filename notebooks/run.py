@@ -67,25 +67,43 @@ def execute(nb: nbformat.NotebookNode, env: dict[str, str], timeout: int | None 
     Raises:
         CellExecutionError: a cell raised (the notebook holds the outputs up to it).
     """
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                            resources={"metadata": {"path": str(REPO)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(REPO)}}
+    )
     client.execute(env=env)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python notebooks/run.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebook", nargs="?", default="all", choices=(*NAMES, "all"),
-                        help="which notebook to execute (default: all)")
-    parser.add_argument("--smoke", action="store_true", default=env_flag("VISIONLAB_SMOKE"),
-                        help="every sweep tiny, into a temporary folder (default: VISIONLAB_SMOKE)")
-    parser.add_argument("--rerun", action="store_true", default=env_flag("VISIONLAB_RERUN"),
-                        help="run every sweep again instead of re-using it (default: VISIONLAB_RERUN)")
-    parser.add_argument("--report-dir", type=Path, default=os.environ.get("VISIONLAB_REPORT_DIR") or None,
-                        help="the sweeps' folder (default: VISIONLAB_REPORT_DIR, else outputs/report; "
-                             "with --smoke a temporary folder)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the executed notebooks (default: notebooks/, with --smoke a temporary folder)")
+    parser = argparse.ArgumentParser(
+        prog="python notebooks/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "notebook", nargs="?", default="all", choices=(*NAMES, "all"), help="which notebook to execute (default: all)"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        default=env_flag("VISIONLAB_SMOKE"),
+        help="every sweep tiny, into a temporary folder (default: VISIONLAB_SMOKE)",
+    )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        default=env_flag("VISIONLAB_RERUN"),
+        help="run every sweep again instead of re-using it (default: VISIONLAB_RERUN)",
+    )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=os.environ.get("VISIONLAB_REPORT_DIR") or None,
+        help="the sweeps' folder (default: VISIONLAB_REPORT_DIR, else outputs/report; with --smoke a temporary folder)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the executed notebooks (default: notebooks/, with --smoke a temporary folder)",
+    )
     parser.add_argument("--timeout", type=int, default=0, help="seconds per cell (default 0: no limit)")
     return parser.parse_args(argv)
 
