@@ -89,6 +89,7 @@ print("torch", torch.__version__, "| numpy", np.__version__)
 # Below: the same formulas in numpy (float64), vectorised over $n$ independent networks, checked
 # against `torch.autograd` on 1000 random (input, target, weights) settings.
 
+
 # %%
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
@@ -103,9 +104,9 @@ def forward_backward(x, t, w, b):
     h2 = np.tanh(w3 * x1 + w4 * x2 + b2)
     y = sigmoid(w5 * h1 + w6 * h2 + b3)
     loss = 0.5 * (y - t) ** 2
-    d_o = (y - t) * y * (1 - y)               # dL/dz_o
-    d_1 = d_o * w5 * (1 - h1 ** 2)            # dL/dz_1
-    d_2 = d_o * w6 * (1 - h2 ** 2)            # dL/dz_2
+    d_o = (y - t) * y * (1 - y)  # dL/dz_o
+    d_1 = d_o * w5 * (1 - h1**2)  # dL/dz_1
+    d_2 = d_o * w6 * (1 - h2**2)  # dL/dz_2
     grad_w = np.stack([d_1 * x1, d_1 * x2, d_2 * x1, d_2 * x2, d_o * h1, d_o * h2], axis=1)
     grad_b = np.stack([d_1, d_2, d_o], axis=1)
     return loss, y, grad_w, grad_b
@@ -115,7 +116,7 @@ def autograd_reference(x, t, w, b):
     # Same network written in matrix form in torch; gradients from autograd (one network).
     w = torch.tensor(w, dtype=torch.float64, requires_grad=True)
     b = torch.tensor(b, dtype=torch.float64, requires_grad=True)
-    W1 = torch.stack([w[0:2], w[2:4]])        # rows: hidden units, cols: inputs
+    W1 = torch.stack([w[0:2], w[2:4]])  # rows: hidden units, cols: inputs
     h = torch.tanh(W1 @ torch.tensor(x, dtype=torch.float64) + b[:2])
     y = torch.sigmoid(w[4:6] @ h + b[2])
     loss = 0.5 * (y - float(t)) ** 2
@@ -155,10 +156,15 @@ loss0, y0, gw, gb = forward_backward(x, t, w, b)
 w_new, b_new = w - eta * gw, b - eta * gb
 loss1, y1, _, _ = forward_backward(x, t, w_new, b_new)
 
-h1, h2 = np.tanh(w[0, 0] * x[0, 0] + w[0, 1] * x[0, 1] + b[0, 0]), np.tanh(w[0, 2] * x[0, 0] + w[0, 3] * x[0, 1] + b[0, 1])
+h1, h2 = (
+    np.tanh(w[0, 0] * x[0, 0] + w[0, 1] * x[0, 1] + b[0, 0]),
+    np.tanh(w[0, 2] * x[0, 0] + w[0, 3] * x[0, 1] + b[0, 1]),
+)
 d_o = (y0[0] - t[0]) * y0[0] * (1 - y0[0])
 print(f"forward: h1 = {h1:.6f}, h2 = {h2:.6f}, y = {y0[0]:.6f}, L = {loss0[0]:.6f}")
-print(f"delta_out = {d_o:.6f}, delta_h1 = {d_o * w[0, 4] * (1 - h1**2):.6f}, delta_h2 = {d_o * w[0, 5] * (1 - h2**2):.6f}\n")
+print(
+    f"delta_out = {d_o:.6f}, delta_h1 = {d_o * w[0, 4] * (1 - h1**2):.6f}, delta_h2 = {d_o * w[0, 5] * (1 - h2**2):.6f}\n"
+)
 print(f"{'param':>5} {'old':>10} {'dL/dparam':>12} {'new':>10}")
 names = [f"w{i}" for i in range(1, 7)] + ["b1", "b2", "b3"]
 for name, old, g, new in zip(names, np.r_[w[0], b[0]], np.r_[gw[0], gb[0]], np.r_[w_new[0], b_new[0]]):
@@ -194,6 +200,7 @@ assert loss1[0] < loss0[0]
 # an XOR-like problem (label = sign of $x_1 x_2$), with tanh, ReLU or sigmoid hidden units.
 # We count the distinct hidden units, i.e. distinct rows of $[W_1 \mid b_1]$ (up to a tolerance of $10^{-9}$).
 
+
 # %%
 def count_distinct_rows(M, tol=1e-9):
     reps = []
@@ -206,7 +213,7 @@ def count_distinct_rows(M, tol=1e-9):
 def train_tiny_mlp(init, act, hidden=8, steps=500, lr=0.5, seed=0):
     torch.manual_seed(seed)
     X = torch.randn(256, 2, dtype=torch.float64)
-    y = (X[:, 0] * X[:, 1] > 0).double()[:, None]          # XOR-like labels
+    y = (X[:, 0] * X[:, 1] > 0).double()[:, None]  # XOR-like labels
     net = nn.Sequential(nn.Linear(2, hidden), act(), nn.Linear(hidden, 1)).double()
     for p in net.parameters():
         if init == "zeros":
@@ -239,10 +246,12 @@ for act in ("Tanh", "ReLU", "Sigmoid"):
     assert results[act, "random"][0] == 8, "random init breaks the symmetry"
 for act in ("Tanh", "ReLU"):
     assert results[act, "zeros"][1] == 0.0, "zeros + tanh/relu: first layer receives exactly zero gradient"
-assert results["Sigmoid", "zeros"][1] > 0                   # sigmoid: moves, but symmetrically
+assert results["Sigmoid", "zeros"][1] > 0  # sigmoid: moves, but symmetrically
 # one effective hidden unit cannot solve XOR; eight distinct ones can
-assert all(results[a, "random"][3] > 0.9 and max(results[a, "zeros"][3], results[a, "ones"][3]) < 0.7
-           for a in ("Tanh", "ReLU", "Sigmoid"))
+assert all(
+    results[a, "random"][3] > 0.9 and max(results[a, "zeros"][3], results[a, "ones"][3]) < 0.7
+    for a in ("Tanh", "ReLU", "Sigmoid")
+)
 
 # %% [markdown]
 # **Check 2 — scale of "ones" in a deep net.** 10 layers of width 64 with all parameters 1, standard
@@ -256,7 +265,8 @@ for act in (nn.ReLU, nn.Tanh):
     layers = []
     for _ in range(10):
         lin = nn.Linear(64, 64)
-        nn.init.ones_(lin.weight); nn.init.ones_(lin.bias)
+        nn.init.ones_(lin.weight)
+        nn.init.ones_(lin.bias)
         layers += [lin, act()]
     h, stats = x, []
     for layer in layers:
@@ -269,8 +279,10 @@ for act in (nn.ReLU, nn.Tanh):
     else:
         tanh_last = h
         saturated = (h.abs() > 1 - 1e-6).float().mean().item()
-        print(f"       fraction of tanh units with |h| > 1 - 1e-6 in the last layer: {saturated:.3f}"
-              f"  -> derivative 1 - h^2 < 2e-6")
+        print(
+            f"       fraction of tanh units with |h| > 1 - 1e-6 in the last layer: {saturated:.3f}"
+            f"  -> derivative 1 - h^2 < 2e-6"
+        )
 
 assert relu_stats[-1] > 1e15 and all(b > 30 * a for a, b in zip(relu_stats[1:], relu_stats[2:]))
 assert saturated > 0.99
@@ -300,7 +312,12 @@ from visionlab.report.notebook import AblationSweeps
 # VISIONLAB_REPORT_DIR for the kernel.
 sweeps = AblationSweeps.from_env()
 run_sweep, show_figures, show_table, facts, show_seeds = (
-    sweeps.run_sweep, sweeps.show_figures, sweeps.show_table, sweeps.facts, sweeps.show_seeds)
+    sweeps.run_sweep,
+    sweeps.show_figures,
+    sweeps.show_table,
+    sweeps.facts,
+    sweeps.show_seeds,
+)
 
 # %%
 summary = run_sweep("init")
@@ -369,15 +386,18 @@ show_seeds("init")
 # back-propagated signal $\|\partial L/\partial a_l\|$ at the input of layer $l$, relative to its value
 # at the output — this isolates the product of Jacobians.
 
+
 # %%
 def deep_stack(act, init="default", depth=20, width=64):
     layers = []
     for i in range(depth):
         lin = nn.Linear(width, width)
         if init == "he":
-            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu"); nn.init.zeros_(lin.bias)
+            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+            nn.init.zeros_(lin.bias)
         elif init == "2x he":
-            nn.init.normal_(lin.weight, std=2 * math.sqrt(2 / width)); nn.init.zeros_(lin.bias)
+            nn.init.normal_(lin.weight, std=2 * math.sqrt(2 / width))
+            nn.init.zeros_(lin.bias)
         layers.append(lin)
         if i < depth - 1:
             layers.append(act())
@@ -385,11 +405,11 @@ def deep_stack(act, init="default", depth=20, width=64):
 
 
 def gradient_profile(net, x, target):
-    acts = []                                             # inputs of each Linear layer
+    acts = []  # inputs of each Linear layer
     h = x
     for m in net:
         if isinstance(m, nn.Linear):
-            h.retain_grad()                               # x requires grad, so every h does
+            h.retain_grad()  # x requires grad, so every h does
             acts.append(h)
         h = m(h)
     out = h
@@ -400,8 +420,13 @@ def gradient_profile(net, x, target):
     return w_norms, a_norms / out.grad.norm().item()
 
 
-configs = [("sigmoid", nn.Sigmoid, "default"), ("tanh", nn.Tanh, "default"), ("relu", nn.ReLU, "default"),
-           ("relu, He init", nn.ReLU, "he"), ("relu, 2x He std", nn.ReLU, "2x he")]
+configs = [
+    ("sigmoid", nn.Sigmoid, "default"),
+    ("tanh", nn.Tanh, "default"),
+    ("relu", nn.ReLU, "default"),
+    ("relu, He init", nn.ReLU, "he"),
+    ("relu, 2x He std", nn.ReLU, "2x he"),
+]
 torch.manual_seed(0)
 x = torch.randn(256, 64, requires_grad=True)
 target = torch.randn(256, 64)
@@ -417,12 +442,16 @@ for name, (w_norms, a_norms) in profiles.items():
     axes[0].semilogy(layers, w_norms, "o-", ms=3, label=name)
     axes[1].semilogy(layers, a_norms, "o-", ms=3, label=name)
 axes[0].set(title=r"weight gradient $\|\partial L/\partial W_l\|$", xlabel="layer $l$ (1 = input side)")
-axes[1].set(title=r"backprop signal $\|\partial L/\partial a_l\| \,/\, \|\partial L/\partial \hat y\|$",
-            xlabel="layer $l$ (1 = input side)")
+axes[1].set(
+    title=r"backprop signal $\|\partial L/\partial a_l\| \,/\, \|\partial L/\partial \hat y\|$",
+    xlabel="layer $l$ (1 = input side)",
+)
 for ax in axes:
-    ax.grid(True, which="major", alpha=0.3); ax.set_xticks(layers[::2])
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_xticks(layers[::2])
 axes[0].legend(fontsize=8)
-fig.tight_layout(); plt.show()
+fig.tight_layout()
+plt.show()
 
 print(f"{'':>16} {'|dL/dW_1|':>10} {'|dL/dW_20|':>10} {'ratio':>9}")
 for name, (w_norms, _) in profiles.items():
@@ -466,12 +495,13 @@ assert profiles["sigmoid"][1][0] < 1e-10
 # is subtracted. Below, both formulas are checked against `nn.Conv2d` and `nn.MaxPool2d` on random
 # settings (non-square kernels, strides, paddings, dilations; pooling with and without `ceil_mode`).
 
+
 # %%
 def conv_out(J, M, s, P, D=1):
     return (J + 2 * P - D * (M - 1) - 1) // s + 1
 
 
-n_ceil_fix = 0                                             # how often the ceil_mode correction fires
+n_ceil_fix = 0  # how often the ceil_mode correction fires
 
 
 def pool_out(J, F_, s, P=0, D=1, ceil_mode=False):
@@ -479,8 +509,8 @@ def pool_out(J, F_, s, P=0, D=1, ceil_mode=False):
     num = J + 2 * P - D * (F_ - 1) - 1
     if not ceil_mode:
         return num // s + 1
-    out = -(-num // s) + 1                                 # ceil division
-    if (out - 1) * s >= J + P:                             # last window must start inside input/left pad
+    out = -(-num // s) + 1  # ceil division
+    if (out - 1) * s >= J + P:  # last window must start inside input/left pad
         out -= 1
         n_ceil_fix += 1
     return out
@@ -495,7 +525,7 @@ while n_conv < 1000:
     P = tuple(int(v) for v in rng.integers(0, 4, size=2))
     D = tuple(int(v) for v in rng.integers(1, 4, size=2))
     expected = (conv_out(J, M, s[0], P[0], D[0]), conv_out(K, N, s[1], P[1], D[1]))
-    if min(expected) < 1:                                  # filter larger than padded input: invalid
+    if min(expected) < 1:  # filter larger than padded input: invalid
         continue
     conv = nn.Conv2d(1, 1, (int(M), int(N)), stride=s, padding=P, dilation=D, bias=False)
     got = tuple(conv(torch.zeros(1, 1, int(J), int(K))).shape[-2:])
@@ -506,7 +536,7 @@ while n_pool < 1000:
     J, K = rng.integers(1, 40, size=2)
     F_ = tuple(int(v) for v in rng.integers(1, 7, size=2))
     s = tuple(int(v) for v in rng.integers(1, 5, size=2))
-    P = tuple(int(rng.integers(0, f // 2 + 1)) for f in F_)   # PyTorch requires P <= F/2
+    P = tuple(int(rng.integers(0, f // 2 + 1)) for f in F_)  # PyTorch requires P <= F/2
     D = tuple(int(v) for v in rng.integers(1, 3, size=2))
     ceil_mode = bool(rng.integers(0, 2))
     expected = (pool_out(J, F_[0], s[0], P[0], D[0], ceil_mode), pool_out(K, F_[1], s[1], P[1], D[1], ceil_mode))
@@ -518,8 +548,10 @@ while n_pool < 1000:
     n_pool += 1
 
 print(f"Conv2d:    formula == PyTorch in {n_conv} / {n_conv} random settings")
-print(f"MaxPool2d: formula == PyTorch in {n_pool} / {n_pool} random settings "
-      f"(about half with ceil_mode=True; the 'start inside' correction was needed {n_ceil_fix} times)")
+print(
+    f"MaxPool2d: formula == PyTorch in {n_pool} / {n_pool} random settings "
+    f"(about half with ceil_mode=True; the 'start inside' correction was needed {n_ceil_fix} times)"
+)
 assert n_ceil_fix > 0
 # classic examples
 assert conv_out(32, 5, 1, 0) == 28 and conv_out(224, 7, 2, 3) == 112 and pool_out(112, 3, 2, 1) == 56
@@ -549,22 +581,31 @@ N, C, H, W, O = 4, 16, 7, 7, 10
 lin = nn.Linear(C * H * W, O).double()
 conv = nn.Conv2d(C, O, kernel_size=(H, W)).double()
 with torch.no_grad():
-    conv.weight.copy_(lin.weight.view(O, C, H, W))      # same flattening order as x.flatten(1)
+    conv.weight.copy_(lin.weight.view(O, C, H, W))  # same flattening order as x.flatten(1)
     conv.bias.copy_(lin.bias)
 
 x = torch.randn(N, C, H, W, dtype=torch.float64)
 err_fc = (lin(x.flatten(1)) - conv(x).flatten(1)).abs().max().item()
-print(f"Linear(C*H*W -> O) vs Conv2d(kernel H x W): max |diff| = {err_fc:.1e}, conv output shape {tuple(conv(x).shape)}")
+print(
+    f"Linear(C*H*W -> O) vs Conv2d(kernel H x W): max |diff| = {err_fc:.1e}, conv output shape {tuple(conv(x).shape)}"
+)
 assert conv(x).shape == (N, O, 1, 1) and err_fc < 1e-6
 
 # Larger input: the conv evaluates the same classifier on every H x W window (stride 1).
 big = torch.randn(2, C, H + 5, W + 3, dtype=torch.float64)
 dense = conv(big)
-windows = torch.stack([torch.stack([lin(big[:, :, i:i + H, j:j + W].flatten(1)) for j in range(dense.shape[-1])], -1)
-                       for i in range(dense.shape[-2])], -2)
+windows = torch.stack(
+    [
+        torch.stack([lin(big[:, :, i : i + H, j : j + W].flatten(1)) for j in range(dense.shape[-1])], -1)
+        for i in range(dense.shape[-2])
+    ],
+    -2,
+)
 err_slide = (dense - windows).abs().max().item()
-print(f"on a {H + 5}x{W + 3} input the conv gives a {tuple(dense.shape[-2:])} map of outputs; "
-      f"vs Linear on every window: max |diff| = {err_slide:.1e}")
+print(
+    f"on a {H + 5}x{W + 3} input the conv gives a {tuple(dense.shape[-2:])} map of outputs; "
+    f"vs Linear on every window: max |diff| = {err_slide:.1e}"
+)
 assert err_slide < 1e-6
 
 # 1x1 convolution == the same Linear(C -> O) applied at every position.
@@ -595,6 +636,7 @@ assert err_1x1 < 1e-6
 #
 # Check: the 20-layer sigmoid stack of section 3, with and without skip connections
 # $a_{l+1} = a_l + \sigma(W_l a_l + b_l)$.
+
 
 # %%
 class SigmoidStack(nn.Module):
@@ -648,14 +690,19 @@ assert first_layer_grad[True] > 1e6 * first_layer_grad[False]
 torch.manual_seed(0)
 a, p, n_ = (torch.randn(128, 32, dtype=torch.float64) for _ in range(3))
 margin, eps = 1.0, 1e-6
-d = lambda u, v: (u - v + eps).norm(dim=1)            # PyTorch's pairwise_distance
+
+
+def d(u, v):  # PyTorch's pairwise_distance
+    return (u - v + eps).norm(dim=1)
+
+
 manual = torch.clamp(d(a, p) - d(a, n_) + margin, min=0).mean()
 reference = nn.TripletMarginLoss(margin=margin, p=2, eps=eps)(a, p, n_)
 print(f"triplet loss: manual {manual.item():.10f}  nn.TripletMarginLoss {reference.item():.10f}")
 assert abs(manual.item() - reference.item()) < 1e-10
 
 # Batch-hard mining on a toy embedding in which most classes are already well separated.
-labels = torch.arange(8).repeat_interleave(16)                      # 8 classes x 16 samples
+labels = torch.arange(8).repeat_interleave(16)  # 8 classes x 16 samples
 centers = torch.randn(8, 32, dtype=torch.float64) * 0.45
 emb = centers[labels] + torch.randn(128, 32, dtype=torch.float64) * 0.3
 D = torch.cdist(emb, emb)
@@ -667,9 +714,13 @@ all_losses = (D[:, :, None] - D[:, None, :] + margin).clamp(min=0)[(same & ~eye)
 hard_pos = D.masked_fill(~same | eye, -np.inf).max(1).values
 hard_neg = D.masked_fill(same, np.inf).min(1).values
 hard_losses = (hard_pos - hard_neg + margin).clamp(min=0)
-print(f"all {all_losses.numel()} triplets: {100 * (all_losses > 0).double().mean():.1f}% have non-zero loss, "
-      f"mean loss {all_losses.mean():.3f}")
-print(f"batch-hard (one per anchor): {100 * (hard_losses > 0).double().mean():.1f}% non-zero, mean loss {hard_losses.mean():.3f}")
+print(
+    f"all {all_losses.numel()} triplets: {100 * (all_losses > 0).double().mean():.1f}% have non-zero loss, "
+    f"mean loss {all_losses.mean():.3f}"
+)
+print(
+    f"batch-hard (one per anchor): {100 * (hard_losses > 0).double().mean():.1f}% non-zero, mean loss {hard_losses.mean():.3f}"
+)
 assert (hard_losses > 0).double().mean() > 5 * (all_losses > 0).double().mean()
 
 # %%
