@@ -105,16 +105,16 @@ facts("bn", written_for='true')
 show_seeds("bn")
 
 # %% [markdown]
-# **Analysis** (written from the real sweep, two seeds). Batch norm helps, clearly: best val err **0.159 ± 0.005 with BN against 0.192 ± 0.014 without**
-# (−3.3 points), lower in both seeds (0.155 vs 0.183, 0.163 vs 0.202), far outside the seed spread.
+# **Analysis** (written from the real sweep, two seeds). Batch norm helps, clearly: best val err **0.159 ± 0.004 with BN against 0.195 ± 0.013 without**
+# (−3.6 points), lower in both seeds (0.157 vs 0.186, 0.162 vs 0.204), far outside the seed spread.
 #
 # *Why.* The training error shows that it is an optimisation effect, not regularisation: after 10
 # epochs the network without BN still makes 0.23 training error against 0.14 with BN, and its
-# validation error is still falling at the end (best epoch 9–10). BN normalises every channel's
+# validation error is still falling near the end (best epoch 8–10). BN normalises every channel's
 # pre-activations over the batch, so each layer's input keeps the same scale whatever the earlier
 # weights do. Without it the scale is set by the initialisation (PyTorch's default is too small for
 # ReLU; section 9) and drifts as the weights change, so the same Adam steps make less progress. The
-# BN net is the one that starts to overfit (final val − train gap +0.065 against −0.022 without BN).
+# BN net is the one that starts to overfit (final val − train gap +0.059 against −0.023 without BN).
 #
 # *Keep:* **batch norm on** (the leaderboard's EfficientNet-Lite0 has it in every block anyway).
 
@@ -144,15 +144,15 @@ facts("depth", written_for='[32,64,128,256]')
 show_seeds("depth")
 
 # %% [markdown]
-# **Analysis** (written from the real sweep, two seeds). Every extra conv block helps, in both seeds: best val err 0.543 (1 block) → 0.286 (2) → 0.159 (3,
-# the baseline) → **0.122 ± 0.006 (4 blocks)**; 4 against 3 blocks is −3.8 points (0.117 vs 0.155,
-# 0.126 vs 0.163).
+# **Analysis** (written from the real sweep, two seeds). Every extra conv block helps, in both seeds: best val err 0.548 (1 block) → 0.286 (2) → 0.159 (3,
+# the baseline) → **0.122 ± 0.012 (4 blocks)**; 4 against 3 blocks is −3.7 points (0.114 vs 0.157,
+# 0.130 vs 0.162).
 #
 # *Why.* With the global-average-pooling head the classifier only sees one average per channel of the
 # last feature map, so what matters is what a last-block channel can detect. Its receptive field
 # grows with every conv + pool: a unit of the last convolution sees 3 px with one block, 8 with two,
 # 18 with three and 38 with four, more than the 28-px image. One block's 32 averages only say how much of each 3×3 texture the image holds,
-# with no shape at all (0.54 error, and 0.69 training error: it cannot even fit the training set).
+# with no shape at all (0.55 error, and 0.69 training error: it cannot even fit the training set).
 # Depth also adds capacity (1,258 → 20k → 95k → 391k parameters): the 4-block net drives the training
 # error to 0.03 while its validation error is 0.12, a gap of 0.11: it is now the one that overfits,
 # and regularisation (dropout, augmentation) would start to matter with longer training.
@@ -185,16 +185,16 @@ facts("dropout", written_for='0.0')
 show_seeds("dropout")
 
 # %% [markdown]
-# **Analysis** (written from the real sweep, two seeds). Dropout makes things monotonically worse at this budget, in both seeds: best val err **0.147 ± 0.002
-# (no dropout)**, 0.159 (0.3, the baseline), 0.168 (0.5), 0.179 (0.7). No dropout beats 0.3 by 1.2
-# points (0.146 vs 0.155, 0.148 vs 0.163).
+# **Analysis** (written from the real sweep, two seeds). Dropout makes things monotonically worse at this budget, in both seeds: best val err **0.143 ± 0.012
+# (no dropout)**, 0.159 (0.3, the baseline), 0.167 (0.5), 0.182 (0.7). No dropout beats 0.3 by 1.6
+# points (0.135 vs 0.157, 0.151 vs 0.162).
 #
 # *Why.* Dropout zeroes a random fraction of the 128 pooled features at every step (and scales the
 # rest up), so the classifier cannot rely on any single feature: a regulariser that trades speed of
 # fitting for robustness. The training error rises with it (0.09, 0.14, 0.17, 0.22 at epoch 10), and
 # in 10 epochs on 4,000 images this 3-block net is not overfitting much yet, so there is little for
 # dropout to prevent and it mostly slows learning. Without dropout the final val − train gap is the
-# largest (+0.09): the first sign that longer training would need some regularisation back.
+# largest (+0.10): the first sign that longer training would need some regularisation back.
 #
 # *Keep:* **no dropout** for a 10-epoch budget. Longer training, or the 4-block net (gap 0.11), may
 # want some: not measured here.
@@ -225,11 +225,11 @@ facts("activation", written_for='gelu')
 show_seeds("activation")
 
 # %% [markdown]
-# **Analysis** (written from the real sweep, two seeds). The ReLU family is close together, tanh is worse, sigmoid much worse. Best val err: **GELU 0.150 ±
-# 0.002**, ELU 0.158, ReLU 0.159, leaky ReLU 0.160, tanh 0.176, sigmoid 0.305 ± 0.049. GELU is ahead of
-# ReLU in both seeds (0.149 vs 0.155, 0.151 vs 0.163), but by under a point and a half with two seeds;
-# ReLU, ELU and leaky ReLU are within each other's seed spread. Tanh is worse than ReLU in both seeds
-# (+1.6 points on average).
+# **Analysis** (written from the real sweep, two seeds). The ReLU family is close together, tanh is worse, sigmoid much worse. Best val err: **GELU 0.149 ±
+# 0.002**, ELU 0.157, ReLU 0.159, leaky ReLU 0.164, tanh 0.168, sigmoid 0.303 ± 0.042. GELU is ahead of
+# ReLU in both seeds (0.148 vs 0.157, 0.151 vs 0.162), but by under a point and a half with two seeds;
+# ReLU and ELU are within each other's seed spread, leaky ReLU is behind ReLU in both seeds (0.163 vs
+# 0.157, 0.165 vs 0.162). Tanh is worse than ReLU in both seeds (+0.9 points on average).
 #
 # *Why.* ReLU-like units do not saturate for positive inputs (derivative 1 there), so gradients pass
 # through the layers undiminished; ELU, GELU and leaky ReLU differ only in how they treat negative
@@ -237,8 +237,8 @@ show_seeds("activation")
 # learning is slower (best epoch 9–10, still improving). The sigmoid's derivative is at most 0.25, so
 # the gradient shrinks at least 4× per layer (theory notebook, section 3), and its outputs are all
 # positive (not zero-centred). Its training error is still 0.28 after 10 epochs and its validation
-# error jumps by tens of points from one epoch to the next (seed 0: 0.43 → 0.78 → 0.41 over epochs
-# 4–6; seed 1 ends at 0.49 after a best of 0.27), so its best epoch is partly luck.
+# error jumps by tens of points from one epoch to the next (seed 0: 0.43 → 0.77 → 0.39 over epochs
+# 4–6; seed 1 ends at 0.48 after a best of 0.27), so its best epoch is partly luck.
 #
 # *Keep:* **GELU** for the scratch model, a small but consistent gain at no cost; ReLU would do as well
 # within the noise. Never sigmoid (or tanh) in hidden layers.
@@ -269,17 +269,18 @@ facts("output", written_for='softmax')
 show_seeds("output")
 
 # %% [markdown]
-# **Analysis** (written from the real sweep, two seeds). Two choices lose in both seeds, MSE after a
-# sigmoid and MSE on raw scores; the other three are within the seed spread. Best val err: **softmax +
-# cross-entropy 0.159 ± 0.005**, sigmoid + one-vs-rest BCE 0.161, softmax + MSE 0.164 ± 0.017, sigmoid +
-# MSE 0.168, linear + MSE **0.181 ± 0.010**. Sigmoid + BCE and softmax + MSE are within the seed spread
-# of softmax + CE (the sigmoid trails by 0.1–0.3 points in each seed; softmax + MSE is the best of all
-# in seed 0, 0.152, and the worst but one in seed 1, 0.176). Sigmoid + MSE is behind softmax + CE in
-# both seeds (even its better seed, 0.164, is above softmax + CE's worse one, 0.163), by 0.9 points
-# on average; linear + MSE by 1.9 and 2.5 points.
+# **Analysis** (written from the real sweep, two seeds). All four alternatives lose to softmax + CE in
+# both seeds, but only MSE on raw scores by more than the seed spread; the other three trail by under a
+# point per seed, with overlapping seed ranges. Best val err: **softmax +
+# cross-entropy 0.159 ± 0.004**, sigmoid + one-vs-rest BCE 0.160, softmax + MSE 0.164 ± 0.008, sigmoid +
+# MSE 0.166, linear + MSE **0.180 ± 0.014**. Sigmoid + BCE and softmax + MSE are close to softmax + CE
+# (the sigmoid trails by 0.1 points in each seed; softmax + MSE by 0.2 points in seed 0, 0.159 vs
+# 0.157, and 0.8 in seed 1, 0.170 vs 0.162). Sigmoid + MSE is behind softmax + CE in both seeds, by
+# 0.5 and 0.8 points (0.7 on average; its better seed, 0.162, equals softmax + CE's worse one);
+# linear + MSE by 1.4 and 2.8 points.
 #
-# *Why.* The training errors rank the losses by how fast they fit: softmax-CE 0.137, softmax-MSE 0.140,
-# sigmoid-BCE 0.153, sigmoid-MSE 0.158, linear-MSE 0.177. Cross-entropy on a softmax (and BCE on a
+# *Why.* The training errors rank the losses by how fast they fit: softmax-CE 0.138, softmax-MSE 0.139,
+# sigmoid-BCE 0.154, sigmoid-MSE 0.158, linear-MSE 0.177. Cross-entropy on a softmax (and BCE on a
 # sigmoid) gives the logits the gradient p − y: large as long as the answer is wrong. MSE after a
 # squashing function multiplies that by the function's derivative, p(1 − p) for a sigmoid, which
 # vanishes exactly when an output is confidently wrong, so learning slows. MSE on raw scores regresses
@@ -485,16 +486,16 @@ print(f"notebook executed in {(time.perf_counter() - T_START) / 60:.1f} min")
 # ### What we keep
 #
 # One knob at a time, from the baseline (3 blocks, BN, dropout 0.3, ReLU, max pool, softmax + CE,
-# Adam, no augmentation, default init: best val err 0.159 ± 0.005). Best val err is the mean over
+# Adam, no augmentation, default init: best val err 0.159 ± 0.004). Best val err is the mean over
 # seeds 0 and 1.
 #
 # | question | measured (best val err) | we keep | how sure |
 # |---|---|---|---|
-# | batch norm | on 0.159, off 0.192 | **BN on** | clear: −3.3 points, both seeds |
-# | depth | 1 / 2 / 3 / 4 blocks: 0.543 / 0.286 / 0.159 / **0.122** | **4 blocks** (32-64-128-256) | clear: −3.8 points vs 3 blocks, both seeds |
-# | dropout | 0 / 0.3 / 0.5 / 0.7: **0.147** / 0.159 / 0.168 / 0.179 | **no dropout** at 10 epochs | clear at this budget; revisit for longer training |
-# | hidden activation | **GELU 0.150**, ELU 0.158, ReLU 0.159, leaky 0.160, tanh 0.176, sigmoid 0.305 | **GELU** (ReLU equivalent within noise) | GELU's edge is small (both seeds, < 1.5 points); tanh and sigmoid out: clear |
-# | output + loss | **softmax-CE 0.159**, sigmoid-BCE 0.161, softmax-MSE 0.164, sigmoid-MSE 0.168, linear-MSE 0.181 | **softmax + cross-entropy** | sigmoid-BCE and softmax-MSE within the spread; sigmoid-MSE (~1 point) and linear-MSE (~2 points) worse in both seeds |
+# | batch norm | on 0.159, off 0.195 | **BN on** | clear: −3.6 points, both seeds |
+# | depth | 1 / 2 / 3 / 4 blocks: 0.548 / 0.286 / 0.159 / **0.122** | **4 blocks** (32-64-128-256) | clear: −3.7 points vs 3 blocks, both seeds |
+# | dropout | 0 / 0.3 / 0.5 / 0.7: **0.143** / 0.159 / 0.167 / 0.182 | **no dropout** at 10 epochs | clear at this budget; revisit for longer training |
+# | hidden activation | **GELU 0.149**, ELU 0.157, ReLU 0.159, leaky 0.164, tanh 0.168, sigmoid 0.303 | **GELU** (ReLU equivalent within noise) | GELU's edge is small (both seeds, < 1.5 points); tanh and sigmoid out: clear |
+# | output + loss | **softmax-CE 0.159**, sigmoid-BCE 0.160, softmax-MSE 0.164, sigmoid-MSE 0.166, linear-MSE 0.180 | **softmax + cross-entropy** | all four worse in both seeds; sigmoid-BCE, softmax-MSE and sigmoid-MSE by under a point (seed ranges overlap), linear-MSE (~2 points) clearly |
 # | downsampling | **max 0.159**, stride 0.163, avg 0.188, none 0.257 | **max pooling** (strided conv: same error, 3× faster) | clear against avg and none |
 # | optimizer | **Adam 0.159**, AdamW 0.161, SGD+mom 0.164, Nesterov 0.172, Adagrad 0.178, RMSprop 0.179, SGD 0.238 | **Adam** (AdamW equivalent) | Adam ≈ AdamW; SGD+momentum 0.4 points behind in both seeds; plain SGD out |
 # | augmentation | **none 0.159**, colour 0.160, rotate 0.161, translate 0.167, all three 0.179 | **none** at 10 epochs | clear that it does not help at this budget; longer training untested |
