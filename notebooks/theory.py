@@ -348,11 +348,11 @@ show_seeds("init")
 #   are huge and the training loss is of order $10^5$ (against 2.3 for a constant guess). It never
 #   becomes NaN, so the runs count as completed; they predict one class throughout.
 # * **random** schemes all break the symmetry and learn, and rank by how close their scale is to He's
-#   $\mathrm{Var}\,w = 2/n_\text{in}$, the same order in both seeds: Kaiming 0.167, Xavier 0.179,
-#   PyTorch's default ($1/(3 n_\text{in})$, 6× too small) 0.192, $\mathcal N(0, 0.01^2)$ (35–740× too
-#   small) 0.238 best validation error. The smallest init starts slowest (first-epoch validation error
+#   $\mathrm{Var}\,w = 2/n_\text{in}$, the same order in both seeds: Kaiming 0.168, Xavier 0.180,
+#   PyTorch's default ($1/(3 n_\text{in})$, 6× too small) 0.195, $\mathcal N(0, 0.01^2)$ (35–740× too
+#   small) 0.237 best validation error. The smallest init starts slowest (first-epoch validation error
 #   0.61 against 0.41–0.48): the signal and the gradients shrink layer by layer, as in section 3. All
-#   four are still improving at epoch 10, so this is a ranking of training speed; Kaiming is ahead of
+#   four are still improving near epoch 10, so this is a ranking of training speed; Kaiming is ahead of
 #   Xavier in both seeds, but their seed ranges overlap.
 #
 # With batch norm (report notebook, section 1) the default initialisation reaches 0.159: normalising
