@@ -46,7 +46,17 @@ def interrupt_training(cwd: Path, sig: int, extra: list[str] = ()) -> dict:
     """Start a real training run, wait until epoch 2 is logged and checkpointed, send `sig`."""
     cmd = [sys.executable, str(REPO / "train.py")] + RUN + list(extra)
     stderr = open(cwd / "stderr.txt", "w")
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=user_env())
+    # SIGINT as a terminal's Ctrl-C meets it: a shell's background job (`.ci/run &`) passes it on ignored,
+    # and Python then never turns it into KeyboardInterrupt
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=user_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = []
     timer = threading.Timer(180, proc.kill)  # never hang the suite
     timer.start()
