@@ -42,7 +42,7 @@ def reference_img_s(steps: int) -> float:
     return plain_loop("cnn", images, labels, 28, BATCH, "32")
 
 
-def train(overrides: list[str], run_dir: Path, curve_raw: Path, flip: bool = False) -> tuple[float, dict]:
+def train(overrides: list[str], run_dir: Path, curve_raw: Path) -> tuple[float, dict]:
     """visionlab.train.run on the composed config with the 10k callback; returns (start time, result.json)."""
     import json
 
@@ -57,7 +57,7 @@ def train(overrides: list[str], run_dir: Path, curve_raw: Path, flip: bool = Fal
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}"])
     with open_dict(cfg):
         cfg.callbacks = cfg.callbacks or {}
-        cfg.callbacks.test_curve = {"_target_": "visionlab.curve.AccuracyCurve", "output": str(curve_raw), "flip": flip}
+        cfg.callbacks.test_curve = {"_target_": "visionlab.curve.AccuracyCurve", "output": str(curve_raw)}
     start = time.time()
     run(cfg)
     return start, json.loads((run_dir / "result.json").read_text())
@@ -67,15 +67,7 @@ def curve_table(raw: Path, start: float, ref_img_s: float) -> pd.DataFrame:
     df = pd.read_csv(raw)
     df["train_time_s"] = (df["epoch_end_unix"] - df["excluded_s"] - start).round(2)
     df["reference_mimages"] = (df["train_time_s"] * ref_img_s / 1e6).round(4)
-    return df[
-        [
-            "epoch",
-            "train_time_s",
-            "reference_mimages",
-            "test_acc",
-            *(["test_acc_flip"] if "test_acc_flip" in df else []),
-        ]
-    ]
+    return df[["epoch", "train_time_s", "reference_mimages", "test_acc"]]
 
 
 def time_to(df: pd.DataFrame, threshold: float):
@@ -110,7 +102,7 @@ def measure(overrides: list[str], out: Path, args, ref_before: float) -> tuple[p
     print its figures; returns its curve and the reference after it."""
     import torch
 
-    start, result = train(overrides, out / "run", out / "run" / "test_curve_raw.csv", flip=args.flip)
+    start, result = train(overrides, out / "run", out / "run" / "test_curve_raw.csv")
     # measured again after the run: a machine whose load changed meanwhile shows it here
     after = reference_img_s(args.reference_steps)
     ref = (ref_before + after) / 2
@@ -196,9 +188,6 @@ def main() -> None:
         type=lambda s: [float(t) for t in s.split(",")],
         default=[0.90, 0.92, 0.93],
         help="accuracies to time, comma-separated (default 0.90,0.92,0.93)",
-    )
-    parser.add_argument(
-        "--flip", action="store_true", help="also score each epoch with flip test-time augmentation (test_acc_flip)"
     )
     args = parser.parse_args()
     out = args.out or REPO / "outputs" / "benchmarks" / "time_to_accuracy" / datetime.now().strftime(

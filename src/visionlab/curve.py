@@ -24,10 +24,8 @@ class AccuracyCurve(pl.Callback):
     The split is read with the datamodule's own machinery at the run's image size and interpolation,
     and scored with the model's forward on uint8 batches, as predict.py does."""
 
-    def __init__(self, output: str, root: str | None = None, batch_size: int = 1000, flip: bool = False):
-        """flip: also record `test_acc_flip`, the accuracy of the mean of each image's and its mirror
-        image's probabilities (the cheapest test-time augmentation, half of predict.py's tta=true)."""
-        self.output, self.root, self.batch_size, self.flip = Path(output), root, batch_size, flip
+    def __init__(self, output: str, root: str | None = None, batch_size: int = 1000):
+        self.output, self.root, self.batch_size = Path(output), root, batch_size
         self.excluded = 0.0
         self.images = self.labels = None
 
@@ -44,34 +42,28 @@ class AccuracyCurve(pl.Callback):
         self.labels = torch.from_numpy(dm.test_set.labels)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         with open(self.output, "w", newline="") as fh:
-            csv.writer(fh).writerow(FIELDS + (("test_acc_flip",) if self.flip else ()))
+            csv.writer(fh).writerow(FIELDS)
         self.excluded += time.time() - begin
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # after the epoch's validation
         begin = time.time()
-        accuracies = self.evaluate(trainer, pl_module)
+        accuracy = self.evaluate(trainer, pl_module)
         with open(self.output, "a", newline="") as fh:
             csv.writer(fh).writerow(
-                [trainer.current_epoch + 1, f"{begin:.3f}", f"{self.excluded:.3f}", *(f"{a:.5f}" for a in accuracies)]
+                [trainer.current_epoch + 1, f"{begin:.3f}", f"{self.excluded:.3f}", f"{accuracy:.5f}"]
             )
         self.excluded += time.time() - begin
 
     @torch.inference_mode()
-    def evaluate(self, trainer, pl_module) -> list[float]:
-        """The accuracy (and with flip, the flip-averaged accuracy)."""
+    def evaluate(self, trainer, pl_module) -> float:
         was_training = pl_module.training
         pl_module.eval()
-        correct = correct_flip = 0
+        correct = 0
         try:
             for i in range(0, len(self.images), self.batch_size):
-                x, y = self.images[i : i + self.batch_size].to(pl_module.device), self.labels[i : i + self.batch_size]
                 with trainer.precision_plugin.val_step_context():  # the run's own autocast (bf16-mixed)
-                    logits = pl_module(x)
-                    if self.flip:
-                        p = pl_module.probabilities(logits) + pl_module.probabilities(pl_module(x.flip(-1)))
-                        correct_flip += int((p.argmax(1).cpu() == y).sum())
-                correct += int((logits.argmax(1).cpu() == y).sum())
+                    logits = pl_module(self.images[i : i + self.batch_size].to(pl_module.device))
+                correct += int((logits.argmax(1).cpu() == self.labels[i : i + self.batch_size]).sum())
         finally:
             pl_module.train(was_training)
-        n = len(self.labels)
-        return [correct / n, correct_flip / n] if self.flip else [correct / n]
+        return correct / len(self.labels)
