@@ -423,3 +423,21 @@ def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(tmp_path):
     assert last["epoch"] == 3
     assert (ckpts / "best.ckpt").is_file()
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_ctrl_c_still_works_after_an_interrupted_run_in_the_same_process(tmp_path, monkeypatch):
+    """Lightning ignores SIGINT while it shuts down after a Ctrl-C, then its teardown puts the handler
+    back (checked with Lightning 2.6): a notebook, or a sweep run in one process, must stay
+    interruptible after an interrupted run. A guard: if a Lightning release stops restoring it,
+    this fails."""
+    from visionlab.models.classifier import ImageClassifier
+
+    def ctrl_c(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ImageClassifier, "training_step", ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit):
+        train_inproc(tmp_path / "run", ["data.subset=100", "trainer.max_epochs=1"])
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is before
