@@ -3,6 +3,7 @@ that transfer between machines.
 
     python benchmarks/time_to_accuracy.py experiment=leaderboard [more train.py overrides]
         [--out DIR] [--reference-steps 200] [--thresholds 0.90,0.92,0.93]
+        [--against 'OTHER PRESET'] [--seeds 0,1,2]
 
 First, in the same process, the fixed reference: the plain PyTorch loop of ../shared/BASELINES.md
 (benchmarks/throughput.py's: the 94k scratch CNN, fp32, batch 128, in-memory tensors) for
@@ -15,6 +16,12 @@ training time. Every time is also given as reference images: seconds x reference
 many images the reference loop trains in that time (a machine twice as fast halves the seconds and
 keeps the reference images). Prints time-to-each-threshold (or "not reached") and writes curve.csv
 and curve.png to --out (default outputs/benchmarks/time_to_accuracy/<time>/), the run in run/.
+
+A threshold near a recipe's final accuracy is crossed, or not, by the luck of the seed (the fast
+preset's three seeds ended at 0.9216, 0.9187 and 0.9193: 0.92 once). --seeds trains every preset
+once per seed, the presets alternating within each seed, and adds seeds.csv: per preset and
+threshold, how many seeds got there and the median time (a seed that never got there counts as
+slower than any that did, so the median exists when at least half got there).
 """
 
 from __future__ import annotations
@@ -138,21 +145,72 @@ def measure(overrides: list[str], out: Path, args, ref_before: float) -> tuple[p
     return df, after
 
 
+def curve_row(name: str, df: pd.DataFrame, thresholds) -> dict:
+    """One run's figures: final accuracy, the whole run and time-to-each-threshold (None: not reached)."""
+    row = {
+        "preset": name,
+        "final_acc": float(df["test_acc"].iloc[-1]),
+        "run_mref": float(df["reference_mimages"].iloc[-1]),
+    }
+    for t in thresholds:
+        hit = time_to(df, t)
+        row[f"to_{t:.2f}_s"] = None if hit is None else float(hit["train_time_s"])
+        row[f"to_{t:.2f}_mref"] = None if hit is None else float(hit["reference_mimages"])
+    return row
+
+
+def median_reached(values: pd.Series) -> float | None:
+    """The median of the seeds' times, a seed that never got there counting as slower than all that
+    did: None when fewer than half got there."""
+    times = sorted(v for v in values if pd.notna(v))
+    n = len(values)
+    if 2 * len(times) < n:
+        return None
+    ranked = times + [float("inf")] * (n - len(times))
+    mid = (ranked[(n - 1) // 2] + ranked[n // 2]) / 2
+    return None if mid == float("inf") else mid
+
+
+def summarise_seeds(runs: pd.DataFrame, thresholds, path: Path) -> None:
+    """seeds.csv: every (preset, seed) run, then per preset its median row (seed "median") with the
+    number of seeds that reached each threshold and, for the presets after the first, the ratio of
+    the medians to the first preset's."""
+    presets = list(dict.fromkeys(runs["preset"]))
+    medians = []
+    for preset in presets:
+        mine = runs[runs["preset"] == preset]
+        row = {"preset": preset, "seed": "median", "final_acc": float(mine["final_acc"].median())}
+        row["run_mref"] = float(mine["run_mref"].median())
+        for t in thresholds:
+            col = f"to_{t:.2f}_mref"
+            row[col] = median_reached(mine[col])
+            row[f"to_{t:.2f}_reached"] = f"{int(mine[col].notna().sum())}/{len(mine)}"
+        medians.append(row)
+    for row in medians:
+        for t in thresholds:
+            base, value = medians[0][f"to_{t:.2f}_mref"], row[f"to_{t:.2f}_mref"]
+            row[f"to_{t:.2f}_ratio"] = None if base is None or value is None else round(value / base, 3)
+    table = pd.concat([runs, pd.DataFrame(medians)], ignore_index=True)
+    table.to_csv(path, index=False)
+    print("\nper seed, then the median over seeds (time-to-threshold in M reference images; 'k/n': seeds that")
+    print("got there; ratio: the median over the first preset's median):")
+    for row in medians:
+        finals = ", ".join(f"{a:.4f}" for a in runs[runs["preset"] == row["preset"]]["final_acc"])
+        print(f"  {row['preset']}: final accuracy {finals}")
+        for t in thresholds:
+            value, ratio = row[f"to_{t:.2f}_mref"], row[f"to_{t:.2f}_ratio"]
+            print(
+                f"    time-to-{t:.2f}: reached by {row[f'to_{t:.2f}_reached']} seeds, median "
+                + ("not reached" if value is None else f"{value:.3f} M reference images")
+                + ("" if ratio is None or row is medians[0] else f" ({ratio:.3f}x the first preset's)")
+            )
+    print(f"seeds: {path}", flush=True)
+
+
 def compare(names: list[str], curves: list[pd.DataFrame], thresholds, path: Path) -> None:
     """Each preset's time-to-threshold in reference images, and its ratio to the first preset's. Where
     the first preset never reached a threshold, its whole run bounds the ratio: "<0.540"."""
-    rows = []
-    for name, df in zip(names, curves):
-        row = {
-            "preset": name,
-            "final_acc": float(df["test_acc"].iloc[-1]),
-            "run_mref": float(df["reference_mimages"].iloc[-1]),
-        }
-        for t in thresholds:
-            hit = time_to(df, t)
-            row[f"to_{t:.2f}_s"] = None if hit is None else float(hit["train_time_s"])
-            row[f"to_{t:.2f}_mref"] = None if hit is None else float(hit["reference_mimages"])
-        rows.append(row)
+    rows = [curve_row(name, df, thresholds) for name, df in zip(names, curves)]
     for row in rows:
         for t in thresholds:
             base, mine = rows[0][f"to_{t:.2f}_mref"], row[f"to_{t:.2f}_mref"]
@@ -189,6 +247,12 @@ def main() -> None:
         default=[0.90, 0.92, 0.93],
         help="accuracies to time, comma-separated (default 0.90,0.92,0.93)",
     )
+    parser.add_argument(
+        "--seeds",
+        type=lambda s: [int(t) for t in s.split(",")],
+        default=None,
+        help="train every preset once per seed, comma-separated (e.g. 0,1,2), and add seeds.csv",
+    )
     args = parser.parse_args()
     out = args.out or REPO / "outputs" / "benchmarks" / "time_to_accuracy" / datetime.now().strftime(
         "%Y-%m-%d_%H-%M-%S"
@@ -207,6 +271,16 @@ def main() -> None:
         f"steps, {threads} threads: {ref:.0f} img/s",
         flush=True,
     )
+    if args.seeds:
+        rows = []
+        for seed in args.seeds:  # presets alternate within each seed: a slow drift in load hits all alike
+            for i, preset in enumerate(presets):
+                print(f"\n=== seed {seed}, preset {i + 1} of {len(presets)}: {' '.join(preset)}", flush=True)
+                folder = out / (f"preset{i + 1}" if len(presets) > 1 else "") / f"seed{seed}"
+                df, ref = measure([*preset, f"seed={seed}"], folder, args, ref)
+                rows.append(curve_row(" ".join(preset), df, args.thresholds) | {"seed": seed})
+        summarise_seeds(pd.DataFrame(rows), args.thresholds, out / "seeds.csv")
+        return
     if len(presets) == 1:  # one preset: its run/, curve.csv and curve.png directly in --out
         measure(presets[0], out, args, ref)
         return

@@ -149,3 +149,45 @@ def test_comparison_bounds_the_ratio_by_the_first_presets_whole_run(tmp_path):
     table = pd.read_csv(tmp_path / "c.csv", dtype=str)
     assert list(table["to_0.90_ratio"]) == ["1.000", "0.500"]  # 0.1 M of 0.2 M reference images
     assert table["to_0.92_ratio"].iloc[1] == "<0.500"  # 0.2 M against the old run's whole 0.4 M
+
+
+def test_median_over_seeds_counts_a_seed_that_never_got_there_as_the_slowest():
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from time_to_accuracy import median_reached
+
+    assert median_reached(pd.Series([0.4, None, 0.3])) == 0.4  # 0.3, 0.4, never: the middle one
+    assert median_reached(pd.Series([0.4, None, None])) is None  # only one of three got there
+    assert median_reached(pd.Series([0.2, 0.4])) == pytest.approx(0.3)
+    assert median_reached(pd.Series([0.2, None])) is None  # half got there: the median lies past it
+
+
+def test_time_to_accuracy_trains_every_preset_once_per_seed_and_summarises_the_seeds(tmp_path):
+    """--seeds: every preset once per seed (alternating within a seed), seeds.csv with each run and a
+    median row per preset saying how many seeds reached each threshold."""
+    out = tmp_path / "seeds"
+    tiny = "data.subset=200 trainer.max_epochs=1 threads=1 logger=csv"
+    proc = run_cli(
+        ["--out", out, "--reference-steps", "5", "--thresholds", "0.05,0.99", "--seeds", "0,1", "--against", tiny]
+        + [*tiny.split(), "model.dropout=0.1"],
+        tmp_path,
+        script="benchmarks/time_to_accuracy.py",
+    )
+    order = re.findall(r"=== seed (\d), preset (\d) of 2", proc.stdout)
+    assert order == [("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")], proc.stdout
+    import pandas as pd
+    import torch
+
+    table = pd.read_csv(out / "seeds.csv", dtype=str)
+    runs, medians = table[table["seed"] != "median"], table[table["seed"] == "median"]
+    assert len(runs) == 4 and len(medians) == 2
+    assert list(medians["to_0.05_reached"]) == ["2/2", "2/2"] and list(medians["to_0.99_reached"]) == ["0/2", "0/2"]
+    assert medians["to_0.99_mref"].isna().all() and float(medians["to_0.05_ratio"].iloc[0]) == 1.0
+    for preset in (1, 2):
+        for seed in (0, 1):
+            ckpt = out / f"preset{preset}" / f"seed{seed}" / "run" / "checkpoints" / "best.ckpt"
+            assert torch.load(ckpt, map_location="cpu", weights_only=True)["visionlab"]["config"]["seed"] == seed
+    assert re.search(r"time-to-0\.99: reached by 0/2 seeds, median not reached", proc.stdout), proc.stdout
