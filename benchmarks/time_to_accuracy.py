@@ -162,13 +162,8 @@ def curve_row(name: str, df: pd.DataFrame, thresholds) -> dict:
 def median_reached(values: pd.Series) -> float | None:
     """The median of the seeds' times, a seed that never got there counting as slower than all that
     did: None when fewer than half got there."""
-    times = sorted(v for v in values if pd.notna(v))
-    n = len(values)
-    if 2 * len(times) < n:
-        return None
-    ranked = times + [float("inf")] * (n - len(times))
-    mid = (ranked[(n - 1) // 2] + ranked[n // 2]) / 2
-    return None if mid == float("inf") else mid
+    median = values.astype(float).fillna(float("inf")).median()
+    return None if median == float("inf") else float(median)
 
 
 def summarise_seeds(runs: pd.DataFrame, thresholds, path: Path) -> None:
