@@ -82,3 +82,19 @@ def test_speed_presets_compose_to_the_fast_residual_cnn_with_flip_evaluation(pre
     assert cfg.trainer.precision == "bf16-mixed"
     net = build_net(cfg)
     assert net(torch.zeros(2, 3, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step without a Trainer
+def test_resnet_trains_with_mixup_and_cutmix_and_stops_mixing_on_schedule():
+    """model=resnet takes timm's Mixup keys as model=timm does: soft targets in training, none after
+    mixup_off_epoch, and none by default."""
+    assert build_classifier(compose_train(["model=resnet"]), list("0123456789"), 28, [0.5] * 3, [0.5] * 3).mixup is None
+    cfg = compose_train(["model=resnet", "model.mixup=0.2", "model.cutmix=1.0", "model.mixup_off_epoch=3"])
+    model = build_classifier(cfg, list("0123456789"), 28, [0.5] * 3, [0.5] * 3)
+    assert model.mixup.mixup_alpha == 0.2 and model.mixup.cutmix_alpha == 1.0 and model.mixing()
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8), torch.arange(8) % 10
+    loss = model.train().training_step((x, y), 0)
+    assert torch.isfinite(loss)
+    model.mixup_off_epoch = 0  # the epoch the classifier reads (0 without a trainer) is past it
+    assert not model.mixing()

@@ -95,6 +95,9 @@ def resnet_classifier(
     label_smoothing: float,
     channels_last: bool,
     eval_flip: bool,
+    mixup: float,
+    cutmix: float,
+    mixup_off_epoch: int | None,
 ) -> ImageClassifier:
     """model=resnet: the fast residual CNN (models/resnet.py) in an ImageClassifier.
 
@@ -103,7 +106,8 @@ def resnet_classifier(
         load_weights: unused (no pretrained weights); predict passes False to every builder.
         channels, stem, block_convs, residual, activation, dropout, init: the network
             (models.resnet.build_resnet).
-        output, label_smoothing, channels_last, eval_flip: how it trains and evaluates (ImageClassifier).
+        output, label_smoothing, channels_last, eval_flip, mixup, cutmix, mixup_off_epoch: how it trains
+            and evaluates (ImageClassifier).
     """
     net = build_resnet(
         num_classes,
@@ -127,6 +131,9 @@ def resnet_classifier(
         label_smoothing=label_smoothing,
         channels_last=channels_last,
         eval_flip=eval_flip,
+        mixup=mixup,
+        cutmix=cutmix,
+        mixup_off_epoch=mixup_off_epoch,
         info=info,
     )
 
