@@ -10,7 +10,7 @@ hand-written loop of ../shared/BASELINES.md. Prints images/s of each and their r
 plain; 1.0 = no overhead). One untimed pass of each side warms up first (allocator, oneDNN kernels);
 repeats alternate which side goes first, and the ratio is the median over back-to-back pairs: a busy
 neighbour slows both sides of a pair alike. `vgg` is experiment=leaderboard's network, `resnet`
-experiment=leaderboard_fast's and experiment=fashion_mnist's; `--precision
+experiment=fashion_mnist's (experiment=leaderboard_fast uses it at half the widths); `--precision
 bf16` runs both sides under bf16 autocast (the leaderboard's trainer.precision=bf16-mixed).
 """
 
