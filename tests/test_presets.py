@@ -24,10 +24,13 @@ def compose_train(overrides):
         return compose("train", overrides=overrides, return_hydra_config=True)
 
 
+def build_model(cfg):
+    """The classifier the model group builds for 10 classes (through the group's _target_, as train.py does)."""
+    return build_classifier(cfg, [str(i) for i in range(10)], cfg.data.image_size, [0.5] * 3, [0.5] * 3)
+
+
 def build_net(cfg):
-    """The network the model group builds for 10 classes (through the group's _target_, as train.py does)."""
-    size = cfg.data.image_size
-    return build_classifier(cfg, [str(i) for i in range(10)], size, [0.5] * 3, [0.5] * 3).net
+    return build_model(cfg).net
 
 
 def test_all_nine_ablation_questions_have_a_preset():
@@ -88,9 +91,10 @@ def test_speed_presets_compose_to_the_fast_residual_cnn_with_flip_evaluation(pre
 def test_resnet_trains_with_mixup_and_cutmix_and_stops_mixing_on_schedule():
     """model=resnet takes timm's Mixup keys as model=timm does: soft targets in training, none after
     mixup_off_epoch, and none by default."""
-    assert build_classifier(compose_train(["model=resnet"]), list("0123456789"), 28, [0.5] * 3, [0.5] * 3).mixup is None
-    cfg = compose_train(["model=resnet", "model.mixup=0.2", "model.cutmix=1.0", "model.mixup_off_epoch=3"])
-    model = build_classifier(cfg, list("0123456789"), 28, [0.5] * 3, [0.5] * 3)
+    assert build_model(compose_train(["model=resnet"])).mixup is None
+    model = build_model(
+        compose_train(["model=resnet", "model.mixup=0.2", "model.cutmix=1.0", "model.mixup_off_epoch=3"])
+    )
     assert model.mixup.mixup_alpha == 0.2 and model.mixup.cutmix_alpha == 1.0 and model.mixing()
     torch.manual_seed(0)
     x, y = torch.randint(0, 256, (8, 3, 28, 28), dtype=torch.uint8), torch.arange(8) % 10
