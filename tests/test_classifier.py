@@ -85,6 +85,20 @@ def test_label_smoothing_changes_the_loss():
         assert not math.isclose(plain.loss(plain(x), y).item(), smooth.loss(smooth(x), y).item())
 
 
+def test_label_smoothing_is_applied_once_to_mixup_targets():
+    """timm's Mixup smooths the targets it mixes (it is given model.label_smoothing): the loss must not
+    smooth them a second time, but still smooths class indices."""
+    x, y = fixed_batch()
+    model = make_classifier("softmax", label_smoothing=0.2)
+    with torch.no_grad():
+        logits = model(x)
+    soft = torch.full((len(y), NUM_CLASSES), 0.2 / NUM_CLASSES)
+    soft[torch.arange(len(y)), y] += 0.8  # what Mixup makes of y with lam=1 and smoothing 0.2
+    cross_entropy = -(soft * logits.log_softmax(1)).sum(1).mean()
+    assert model.loss(logits, soft).item() == pytest.approx(cross_entropy.item(), rel=1e-6)
+    assert model.loss(logits, y).item() == pytest.approx(cross_entropy.item(), rel=1e-6)
+
+
 def test_unknown_output_is_refused():
     with pytest.raises(ValueError, match="model.output"):
         make_classifier("tanh")

@@ -88,12 +88,13 @@ def test_speed_presets_compose_to_the_fast_residual_cnn_with_flip_evaluation(pre
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step without a Trainer
-def test_resnet_trains_with_mixup_and_cutmix_and_stops_mixing_on_schedule():
-    """model=resnet takes timm's Mixup keys as model=timm does: soft targets in training, none after
-    mixup_off_epoch, and none by default."""
-    assert build_model(compose_train(["model=resnet"])).mixup is None
+@pytest.mark.parametrize("arch", ["resnet", "cnn"])
+def test_scratch_nets_train_with_mixup_and_cutmix_and_stop_mixing_on_schedule(arch):
+    """model=resnet (and model=cnn) take timm's Mixup keys as model=timm does: soft targets in
+    training, none after mixup_off_epoch, and none by default."""
+    assert build_model(compose_train([f"model={arch}"])).mixup is None
     model = build_model(
-        compose_train(["model=resnet", "model.mixup=0.2", "model.cutmix=1.0", "model.mixup_off_epoch=3"])
+        compose_train([f"model={arch}", "model.mixup=0.2", "model.cutmix=1.0", "model.mixup_off_epoch=3"])
     )
     assert model.mixup.mixup_alpha == 0.2 and model.mixup.cutmix_alpha == 1.0 and model.mixing()
     torch.manual_seed(0)

@@ -126,7 +126,9 @@ class ImageClassifier(pl.LightningModule):
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """target: class indices (B,) or a probability per class (B, C), e.g. from mixup."""
         if self.output == "softmax":
-            return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+            # Mixup's soft targets are smoothed already (timm's Mixup takes label_smoothing): once is enough
+            smoothing = self.label_smoothing if target.ndim == 1 else 0.0
+            return F.cross_entropy(logits, target, label_smoothing=smoothing)
         if target.ndim == 1:
             target = F.one_hot(target, self.num_classes).float()
             if self.label_smoothing:

@@ -35,7 +35,10 @@ def cnn_classifier(
     kernel_size: int,
     label_smoothing: float,
     channels_last: bool,
-    eval_flip: bool = False,  # the default: checkpoints written before this key
+    eval_flip: bool = False,  # the defaults: checkpoints written before these keys
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+    mixup_off_epoch: int | None = None,
 ) -> ImageClassifier:
     """model=cnn: the scratch CNN (models/cnn.py) in an ImageClassifier.
 
@@ -44,7 +47,8 @@ def cnn_classifier(
         load_weights: unused (the CNN has no pretrained weights); predict passes False to every builder.
         channels, block_convs, bn, dropout, activation, pool, head, init, kernel_size: the network
             (models.cnn.build_cnn).
-        output, label_smoothing, channels_last, eval_flip: how it trains and evaluates (ImageClassifier).
+        output, label_smoothing, channels_last, eval_flip, mixup, cutmix, mixup_off_epoch: how it trains
+            and evaluates (ImageClassifier).
     """
     net = build_cnn(
         num_classes,
@@ -70,6 +74,9 @@ def cnn_classifier(
         label_smoothing=label_smoothing,
         channels_last=channels_last,
         eval_flip=eval_flip,
+        mixup=mixup,
+        cutmix=cutmix,
+        mixup_off_epoch=mixup_off_epoch,
         info=info,
     )
 
