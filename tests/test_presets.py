@@ -87,6 +87,20 @@ def test_speed_presets_compose_to_the_fast_residual_cnn_with_flip_evaluation(pre
     assert net(torch.zeros(2, 3, 28, 28)).shape == (2, 10)
 
 
+def test_leaderboard_best_preset_is_the_wider_residual_cnn_trained_long_with_cutmix():
+    """The most accurate single model of README's leaderboard table: CutMix from the first epoch to
+    mixup_off_epoch, whole images after it, and flip averaging at evaluation."""
+    cfg = compose_train(["experiment=leaderboard_best"])
+    assert not cfg.hydra.sweeper.params
+    assert cfg.hydra.runtime.choices["model"] == "resnet" and list(cfg.model.channels) == [48, 96, 192]
+    assert cfg.model.cutmix == 1.0 and cfg.model.mixup == 0.0
+    assert 0 < cfg.model.mixup_off_epoch < cfg.trainer.max_epochs == 200
+    assert cfg.model.eval_flip and cfg.augmentation.batched and cfg.data.val_fraction == 0
+    model = build_model(cfg)
+    assert model.mixup is not None and model.mixing()
+    assert sum(p.numel() for p in model.net.parameters()) == 1_083_514
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step without a Trainer
 @pytest.mark.parametrize("arch", ["resnet", "cnn"])
 def test_scratch_nets_train_with_mixup_and_cutmix_and_stop_mixing_on_schedule(arch):
