@@ -283,6 +283,19 @@ def test_leaderboard_recipe_trains_and_its_printed_command_predicts(tmp_path):
     assert [r["image_id"] for r in read_rows(out)] == [r["image_id"] for r in read_rows(DEMO / "sample_submission.csv")]
 
 
+def test_best_recipe_sweeps_both_nets_and_predict_ensembles_them(tmp_path):
+    """README's best score: one sweep over the two presets (shortened to 200 images and one epoch),
+    then predict on its folder averages the two nets."""
+    args = ["-m", "experiment=leaderboard_best,leaderboard_best_vgg", "data.subset=200", "trainer.max_epochs=1"]
+    run_cli(args, tmp_path, timeout=600)
+    (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
+    jobs = {p.name for p in sweep.iterdir() if (p / "checkpoints" / "best.ckpt").is_file()}
+    assert jobs == {"experiment=leaderboard_best", "experiment=leaderboard_best_vgg"}
+    out = tmp_path / "ensemble.csv"
+    pred = run_cli([f'ckpt="{sweep}"', f"output={out}"], tmp_path, script="predict.py")
+    assert f"Submission (484 rows, 2 model(s)): {out}" in pred.stdout
+
+
 def test_leaderboard_recipe_on_a_custom_challenge(custom_runs, tmp_path):
     """The recipe is not tied to the demo: colour JPEGs of mixed sizes, other column names."""
     ch, _, _ = custom_runs

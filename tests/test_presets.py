@@ -101,6 +101,16 @@ def test_leaderboard_best_preset_is_the_wider_residual_cnn_trained_long_with_cut
     assert sum(p.numel() for p in model.net.parameters()) == 1_083_514
 
 
+def test_leaderboard_best_vgg_is_the_leaderboard_vgg_trained_long_with_cutmix():
+    """leaderboard_best's ensemble partner: the leaderboard preset's network, CutMix, flip averaging."""
+    cfg, vgg = compose_train(["experiment=leaderboard_best_vgg"]), compose_train(["experiment=leaderboard"])
+    assert cfg.hydra.runtime.choices["model"] == "cnn" and cfg.model.channels == vgg.model.channels
+    assert cfg.model.block_convs == vgg.model.block_convs and cfg.model.cutmix == 1.0
+    assert 0 < cfg.model.mixup_off_epoch < cfg.trainer.max_epochs == 90
+    assert cfg.model.eval_flip and cfg.augmentation.batched and cfg.data.val_fraction == 0
+    assert build_model(cfg).mixing()
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a training step without a Trainer
 @pytest.mark.parametrize("arch", ["resnet", "cnn"])
 def test_scratch_nets_train_with_mixup_and_cutmix_and_stop_mixing_on_schedule(arch):
