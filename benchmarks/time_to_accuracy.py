@@ -77,6 +77,11 @@ def curve_table(raw: Path, start: float, ref_img_s: float) -> pd.DataFrame:
     return df[["epoch", "train_time_s", "reference_mimages", "test_acc"]]
 
 
+def label(threshold: float) -> str:
+    """0.90 as "0.90", 0.935 as "0.935": two decimals unless the threshold has more."""
+    return f"{threshold:.2f}" if round(threshold, 2) == threshold else f"{threshold:g}"
+
+
 def time_to(df: pd.DataFrame, threshold: float):
     reached = df[df["test_acc"] >= threshold]
     return None if reached.empty else reached.iloc[0]
@@ -135,10 +140,10 @@ def measure(overrides: list[str], out: Path, args, ref_before: float) -> tuple[p
     for t in args.thresholds:
         row = time_to(df, t)
         if row is None:
-            print(f"time-to-{t:.2f}: not reached (best {df['test_acc'].max():.4f} in {len(df)} epochs)")
+            print(f"time-to-{label(t)}: not reached (best {df['test_acc'].max():.4f} in {len(df)} epochs)")
         else:
             print(
-                f"time-to-{t:.2f}: {row['train_time_s']:.1f} s = {row['reference_mimages']:.3f} M reference images "
+                f"time-to-{label(t)}: {row['train_time_s']:.1f} s = {row['reference_mimages']:.3f} M reference images "
                 f"(epoch {int(row['epoch'])}, accuracy {row['test_acc']:.4f})"
             )
     print(f"curve: {out / 'curve.csv'}, {out / 'curve.png'}", flush=True)
@@ -154,8 +159,8 @@ def curve_row(name: str, df: pd.DataFrame, thresholds) -> dict:
     }
     for t in thresholds:
         hit = time_to(df, t)
-        row[f"to_{t:.2f}_s"] = None if hit is None else float(hit["train_time_s"])
-        row[f"to_{t:.2f}_mref"] = None if hit is None else float(hit["reference_mimages"])
+        row[f"to_{label(t)}_s"] = None if hit is None else float(hit["train_time_s"])
+        row[f"to_{label(t)}_mref"] = None if hit is None else float(hit["reference_mimages"])
     return row
 
 
@@ -177,14 +182,14 @@ def summarise_seeds(runs: pd.DataFrame, thresholds, path: Path) -> None:
         row = {"preset": preset, "seed": "median", "final_acc": float(mine["final_acc"].median())}
         row["run_mref"] = float(mine["run_mref"].median())
         for t in thresholds:
-            col = f"to_{t:.2f}_mref"
+            col = f"to_{label(t)}_mref"
             row[col] = median_reached(mine[col])
-            row[f"to_{t:.2f}_reached"] = f"{int(mine[col].notna().sum())}/{len(mine)}"
+            row[f"to_{label(t)}_reached"] = f"{int(mine[col].notna().sum())}/{len(mine)}"
         medians.append(row)
     for row in medians:
         for t in thresholds:
-            base, value = medians[0][f"to_{t:.2f}_mref"], row[f"to_{t:.2f}_mref"]
-            row[f"to_{t:.2f}_ratio"] = None if base is None or value is None else round(value / base, 3)
+            base, value = medians[0][f"to_{label(t)}_mref"], row[f"to_{label(t)}_mref"]
+            row[f"to_{label(t)}_ratio"] = None if base is None or value is None else round(value / base, 3)
     table = pd.concat([runs, pd.DataFrame(medians)], ignore_index=True)
     table.to_csv(path, index=False)
     print("\nper seed, then the median over seeds (time-to-threshold in M reference images; 'k/n': seeds that")
@@ -193,9 +198,9 @@ def summarise_seeds(runs: pd.DataFrame, thresholds, path: Path) -> None:
         finals = ", ".join(f"{a:.4f}" for a in runs[runs["preset"] == row["preset"]]["final_acc"])
         print(f"  {row['preset']}: final accuracy {finals}")
         for t in thresholds:
-            value, ratio = row[f"to_{t:.2f}_mref"], row[f"to_{t:.2f}_ratio"]
+            value, ratio = row[f"to_{label(t)}_mref"], row[f"to_{label(t)}_ratio"]
             print(
-                f"    time-to-{t:.2f}: reached by {row[f'to_{t:.2f}_reached']} seeds, median "
+                f"    time-to-{label(t)}: reached by {row[f'to_{label(t)}_reached']} seeds, median "
                 + ("not reached" if value is None else f"{value:.3f} M reference images")
                 + ("" if ratio is None or row is medians[0] else f" ({ratio:.3f}x the first preset's)")
             )
@@ -208,13 +213,13 @@ def compare(names: list[str], curves: list[pd.DataFrame], thresholds, path: Path
     rows = [curve_row(name, df, thresholds) for name, df in zip(names, curves)]
     for row in rows:
         for t in thresholds:
-            base, mine = rows[0][f"to_{t:.2f}_mref"], row[f"to_{t:.2f}_mref"]
+            base, mine = rows[0][f"to_{label(t)}_mref"], row[f"to_{label(t)}_mref"]
             if mine is None:
-                row[f"to_{t:.2f}_ratio"] = None
+                row[f"to_{label(t)}_ratio"] = None
             elif base is not None:
-                row[f"to_{t:.2f}_ratio"] = f"{mine / base:.3f}"
+                row[f"to_{label(t)}_ratio"] = f"{mine / base:.3f}"
             else:  # the first preset did not get there in its whole run
-                row[f"to_{t:.2f}_ratio"] = f"<{mine / rows[0]['run_mref']:.3f}"
+                row[f"to_{label(t)}_ratio"] = f"<{mine / rows[0]['run_mref']:.3f}"
     table = pd.DataFrame(rows)
     table.to_csv(path, index=False)
     print("\ncomparison (ratio: time-to-threshold in reference images / the first preset's; '<r': the first")

@@ -165,6 +165,16 @@ def test_median_over_seeds_counts_a_seed_that_never_got_there_as_the_slowest():
     assert median_reached(pd.Series([0.2, None])) is None  # half got there: the median lies past it
 
 
+def test_time_to_accuracy_names_a_threshold_with_all_its_digits():
+    """--thresholds 0.935 is reported as time-to-0.935 (it was rounded to "0.94"), 0.9 as 0.90."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from time_to_accuracy import label
+
+    assert [label(t) for t in (0.9, 0.92, 0.935, 0.05)] == ["0.90", "0.92", "0.935", "0.05"]
+
+
 def test_time_to_accuracy_trains_every_preset_once_per_seed_and_summarises_the_seeds(tmp_path):
     """--seeds: every preset once per seed (alternating within a seed), seeds.csv with each run and a
     median row per preset saying how many seeds reached each threshold."""
