@@ -13,6 +13,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> float:
     from visionlab.errors import InputError
     from visionlab.preflight import check_train, discard_unused_run_dir, single_run
+    from visionlab.runlock import EarlierRun, RunFolderInUse
 
     try:
         if single_run():  # a typo fails now, not after seconds of imports and data loading
@@ -21,7 +22,8 @@ def main(cfg: DictConfig) -> float:
 
         return run(cfg)
     except InputError as e:  # the message names the culprit and the fix: no traceback needed
-        discard_unused_run_dir(cfg)  # nothing trained: no empty folder left in outputs/train/runs
+        if not isinstance(e, (EarlierRun, RunFolderInUse)):  # those folders hold another run: never removed
+            discard_unused_run_dir(cfg)  # nothing trained: no empty folder left in outputs/train/runs
         raise SystemExit(f"error: {e}") from None
 
 

@@ -100,7 +100,7 @@ def build(node, group: str, choice: str | None = None, **runtime):
 
 def _option_file(group: str, name: str, key: str) -> dict:
     path = CONF_DIR / group / f"{name}.yaml"
-    if not path.is_file():
+    if not str(name).isidentifier() or not path.is_file():  # a plain option name, never a path
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         raise ConfigError(f"{group}.{key}={name!r} is not one of {options}.")
     return _as_dict(OmegaConf.load(path))

@@ -22,6 +22,7 @@ from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.sweep import read_result
+from visionlab.trust import trusted_config
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def load_checkpoint(path: str | Path) -> dict:
             f"ckpt={str(path)!r} is not a visionlab training checkpoint (no model state and "
             "config in it). Use a .ckpt written by python train.py."
         )
+    # the stored config is data: nothing off the allow-list is ever built from it
+    ckpt["visionlab"]["config"] = trusted_config(ckpt["visionlab"]["config"], str(path))
     return ckpt
 
 

@@ -1,6 +1,8 @@
 """One process per run folder: an exclusive flock on <run>/.lock, with the holder's pid written in it.
 The kernel drops the lock when its holder exits, however it exits (kill -9 included), so a lock can
-never be left stuck; a second process on the same folder (two resume= of one run) is refused."""
+never be left stuck; a second process on the same folder (two resume= of one run) is refused. A new
+run into a folder that holds an earlier run's record (hydra.run.dir= an old run, a sweep re-run into
+its folder) is refused too: its checkpoints are that run's, and predict would take them for the new."""
 
 from __future__ import annotations
 
@@ -8,13 +10,18 @@ import fcntl
 import os
 from pathlib import Path
 
+from visionlab.atomic import pid_alive
 from visionlab.errors import InputError
 
 LOCK_FILE = ".lock"
 
 
 class RunFolderInUse(InputError):
-    """Another process trains in this run folder."""
+    """Another process trains in this run folder (or sweeps into this sweep folder)."""
+
+    def __init__(self, message: str, holder: str = "?"):
+        super().__init__(message)
+        self.holder = holder
 
 
 class RunLock:
@@ -26,10 +33,12 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "(still starting)"
             os.close(self.fd)
+            self.fd = None
             raise RunFolderInUse(
                 f"run folder {run_dir} is in use by process {holder} (another train.py in it, e.g. "
                 f"a resume= of the same run). Wait for it to end, or stop it (kill {holder}), and "
-                "try again."
+                "try again.",
+                holder,
             ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
@@ -38,3 +47,46 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing drops the lock; the file stays (removing it would race a new holder)
             self.fd = None
+
+
+def folder_in_use(run_dir: Path) -> bool:
+    """Whether a live process holds `run_dir` (the pid its lock file names). Reads only: trying the
+    lock itself could, for an instant, refuse a run that is starting."""
+    try:
+        text = (Path(run_dir) / LOCK_FILE).read_text().strip()
+    except OSError:
+        return False
+    return text.isdigit() and pid_alive(int(text))
+
+
+class EarlierRun(InputError):
+    """The folder holds an earlier run; `finished` when that run completed (a re-run sweep skips it)."""
+
+    def __init__(self, message: str, record: dict, finished: bool):
+        super().__init__(message)
+        self.record, self.finished = record, finished
+
+
+def refuse_earlier_run(run_dir: Path, lock: RunLock | None = None) -> None:
+    """Raise EarlierRun when `run_dir` holds a run's record or checkpoints (to be called holding its lock)."""
+    from visionlab.sweep import read_result
+
+    run_dir = Path(run_dir)
+    record = read_result(run_dir)
+    if record.get("status") == "running" and lock is not None:  # its writer is gone: we hold the folder
+        record["status"] = "interrupted"
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    if not record and not checkpoints:
+        return
+    status = record.get("status") or "unrecorded"
+    finished = status in ("completed", "diverged")
+    what = f"a finished run (status {status}" if finished else f"an unfinished run (status {status}"
+    if record.get("best_val_err") is not None:
+        what += f", best val err {float(record['best_val_err']):.4f}"
+    what += f"; {', '.join(checkpoints)})" if checkpoints else ")"
+    fix = (
+        f"Predict it: python predict.py 'ckpt=\"{run_dir}\"'; to train again, use another folder (or remove this one)."
+        if finished
+        else f"Continue it: python train.py 'resume={run_dir}', or remove the folder to start over."
+    )
+    raise EarlierRun(f"{run_dir} already holds {what}, kept as it is. {fix}", record, finished)

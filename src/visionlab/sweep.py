@@ -19,6 +19,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from visionlab.argv import FLAGS_WITH_VALUE  # Hydra flags whose next token is their value
+from visionlab.atomic import write_bytes_atomically
+from visionlab.runlock import folder_in_use
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,11 +166,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "vl.resume_or", lambda resume, default: str(check_run_dir(resume)) if resume else default
     )
-    OmegaConf.register_new_resolver(
-        "vl.hydra_subdir",
-        lambda resume: f".hydra/resumed_{time.strftime('%Y-%m-%d_%H-%M-%S')}" if resume else ".hydra",
-        use_cache=True,
-    )
+    OmegaConf.register_new_resolver("vl.hydra_subdir", hydra_subdir, use_cache=True)
     from visionlab.parallel import parallel_jobs  # sizes hydra/launcher=joblib from the cores
 
     OmegaConf.register_new_resolver("vl.parallel_jobs", parallel_jobs)
@@ -176,6 +174,18 @@ def register_resolvers() -> None:
 
     OmegaConf.register_new_resolver("vl.trials_left", search.trials_left)
     OmegaConf.register_new_resolver("vl.trial_name", search.trial_name)
+
+
+def hydra_subdir(resume, output_dir=None) -> str:
+    """Where Hydra records a run's config: .hydra, or beside it when the folder already holds a run's
+    record (a resume; a re-run sweep job or hydra.run.dir= an earlier run, which train.run then
+    refuses or skips), so that the first run's .hydra/config.yaml is never overwritten."""
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    if resume:
+        return f".hydra/resumed_{stamp}"
+    if output_dir and (Path(str(output_dir)) / ".hydra" / "config.yaml").is_file():
+        return f".hydra/rerun_{stamp}_{os.getpid()}"
+    return ".hydra"
 
 
 def _ddp_devices() -> int:
@@ -209,20 +219,22 @@ def check_run_dir(path) -> Path:
 
 
 def write_result(run_dir: Path, result: dict) -> None:
-    tmp = run_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
-    tmp.replace(run_dir / RESULT_FILE)
+    write_bytes_atomically(Path(run_dir) / RESULT_FILE, json.dumps(result, indent=2, default=str).encode())
 
 
 def read_result(run_dir: Path) -> dict:
-    """A run's result.json; {} when it has none, status 'unreadable' when it cannot be read."""
+    """A run's result.json; {} when it has none, status 'unreadable' when it cannot be read. A record
+    that says `running` while no process holds the run's folder is a run that was killed: `interrupted`."""
     path = Path(run_dir) / RESULT_FILE
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        result = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         return {"run": path.parent.name, "status": "unreadable", "error": f"{RESULT_FILE}: {e}"}
+    if isinstance(result, dict) and result.get("status") == "running" and not folder_in_use(path.parent):
+        result["status"] = "interrupted"
+    return result if isinstance(result, dict) else {"run": path.parent.name, "status": "unreadable"}
 
 
 def collect_results(sweep_dir: Path) -> pd.DataFrame:
@@ -252,10 +264,23 @@ def format_table(df: pd.DataFrame) -> str:
 
 def write_summary(sweep_dir: Path) -> pd.DataFrame:
     df = collect_results(sweep_dir)
-    tmp = Path(sweep_dir) / "summary.csv.tmp"
-    df.to_csv(tmp, index=False)
-    tmp.replace(Path(sweep_dir) / "summary.csv")
+    write_bytes_atomically(Path(sweep_dir) / "summary.csv", df.to_csv(index=False).encode())
     return df
+
+
+def lock_sweep(sweep_dir: Path):
+    """One sweep per sweep folder: a second sweep into it (hydra.sweep.dir=, a search resumed twice)
+    stops here, in one line, before anything of the first is overwritten."""
+    from visionlab.runlock import RunFolderInUse, RunLock
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return RunLock(sweep_dir)
+    except RunFolderInUse as e:
+        raise SystemExit(
+            f"error: sweep folder {sweep_dir} is in use by another sweep (process {e.holder}); nothing of it was "
+            f"touched. Wait for it to end (or stop it: kill {e.holder}), or sweep into another folder."
+        ) from None
 
 
 class SweepSummary(Callback):
@@ -263,6 +288,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.lock = lock_sweep(sweep_dir)  # before the launcher writes multirun.yaml or any job's .hydra
         os.environ[SWEPT_KEYS_ENV] = json.dumps(sorted(swept_keys(argv=list(config.hydra.overrides.task))))
         print(f"Sweep directory: {sweep_dir}\n  compare runs: tensorboard --logdir {sweep_dir}", flush=True)
 
@@ -270,6 +296,8 @@ class SweepSummary(Callback):
         os.environ.pop(SWEPT_KEYS_ENV, None)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         df = write_summary(sweep_dir)
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
         print(f"\nSweep summary ({len(df)} runs) -> {sweep_dir / 'summary.csv'}\n{format_table(df)}", flush=True)
         print(f"Plots and a results table: python -m visionlab.report {sweep_dir}", flush=True)
         print(f"An ensemble of every job's best.ckpt: python predict.py 'ckpt=\"{sweep_dir}\"' tta=true", flush=True)

@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from visionlab import groups
 from visionlab.budget import apply_budget, keeper
+from visionlab.checkpoints import AtomicCheckpointIO
 from visionlab.data.batch_augment import BatchAugmentation
 from visionlab.data.datamodule import ImageDataModule
 from visionlab.data.transforms import build_transforms
@@ -34,8 +35,9 @@ from visionlab.models.factory import default_preprocessing
 from visionlab.parallel import apply_threads
 from visionlab.preflight import check_train
 from visionlab.quiet import quiet_lightning
-from visionlab.runlock import RunLock
+from visionlab.runlock import EarlierRun, RunFolderInUse, RunLock, refuse_earlier_run
 from visionlab.sweep import read_result, write_result, write_summary
+from visionlab.trust import check_stored_config
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,9 @@ def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
     extra = {} if has_val else {"limit_val_batches": 0}  # no validation loop over an empty split
     if cfg.model.get("sync_bn"):
         extra["sync_batchnorm"] = _sync_bn_possible(cfg)
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # whole files or none (visionlab.checkpoints)
+    return trainer
 
 
 def _sync_bn_possible(cfg: DictConfig) -> bool:
@@ -177,6 +181,8 @@ def resume_config(cfg: DictConfig) -> DictConfig:
                 del node[leaf]
         else:
             OmegaConf.update(saved, key, override.value(), force_add=True)
+    # the stored config is data (a run folder may come from anyone): only allow-listed targets are built
+    check_stored_config(saved, str(run_dir / ".hydra" / "config.yaml"))
     saved.resume = str(run_dir)
     saved.ckpt_path = None
     for name in ("last.ckpt", "best.ckpt"):
@@ -210,11 +216,18 @@ def run(cfg: DictConfig) -> float:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     main = is_main_process()  # under DDP every process runs this function; rank 0 keeps the record
-    # one process per run folder (DDP's other ranks work under rank 0's hold): taken before anything in it
-    # is read or written
-    lock = RunLock(out_dir) if main else None
-    previous = read_result(out_dir) if cfg.get("resume") else {}  # what a failed resume leaves as it was
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        # one process per run folder (DDP's other ranks work under rank 0's hold): taken before anything in
+        # it is read or written; then a folder holding another run's record is never trained over
+        lock = RunLock(out_dir) if main else None
+        if main and not cfg.get("resume"):
+            refuse_earlier_run(out_dir, lock)
+    except (RunFolderInUse, EarlierRun) as e:
+        if not multirun:
+            raise
+        return _skip_job(out_dir, e)  # the sweep goes on with its other jobs
+    previous = read_result(out_dir) if cfg.get("resume") else {}  # what a failed resume leaves as it was
     result = {
         "run": out_dir.name,
         "job": HydraConfig.get().job.get("num", 0) if multirun else 0,
@@ -318,6 +331,16 @@ def run(cfg: DictConfig) -> float:
     # No finite val error (diverged at once, failed, no validation split): the worst error rate, finite,
     # so that a sweeper ranks the run last instead of crashing on NaN (hydra-optuna-sweeper, issue 2237).
     return WORST_ERR if best is None else float(best)
+
+
+def _skip_job(out_dir: Path, refusal: InputError) -> float:
+    """A sweep job whose folder is in use or holds a run already: one line, the folder left as it is."""
+    if isinstance(refusal, EarlierRun) and refusal.finished:
+        log.info("Skipped %s: it holds a finished run already (kept as it is).", out_dir)
+        best = refusal.record.get("best_val_err")
+        return WORST_ERR if best is None else float(best)
+    log.error("Refused %s: %s", out_dir, refusal)
+    return WORST_ERR
 
 
 def fit_and_test(

@@ -1,0 +1,61 @@
+"""Files written whole or not at all: a temporary file in the target's own folder (a rename is atomic
+only within one filesystem), fsync'ed, then renamed over the target. A temporary file left by a
+writer that was killed carries its pid and is removed by the next writer of the same target."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+
+def temporary_for(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """A small record (result.json, summary.csv): whole or not at all, as the checkpoints."""
+    path = Path(path)
+    remove_dead_temporaries(path)
+    tmp = temporary_for(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fsync_folder(folder: Path) -> None:
+    """The rename itself survives a power cut once its folder is synced (POSIX; a no-op elsewhere)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_dead_temporaries(path: Path) -> None:
+    """Temp files of `path` left by a writer that was killed (`.<name>.<pid>.tmp`, pid no longer alive)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.tmp")
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        match = pattern.fullmatch(tmp.name)
+        if match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
