@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from visionlab.argv import fix_sys_argv
 from visionlab.sweep import register_resolvers
 
 register_resolvers()
@@ -20,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    fix_sys_argv()  # paths into sweep jobs (ckpt=<sweep>/model.bn=true) work unquoted, as in train/predict
     main()

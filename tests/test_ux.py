@@ -152,6 +152,13 @@ def test_predict_takes_an_unquoted_path_into_a_sweep(sweep_job):
         assert (cwd / f"sub{i}=x.csv").is_file()
 
 
+def test_export_takes_an_unquoted_path_into_a_sweep(sweep_job):
+    cwd, job = sweep_job
+    proc = run_user([f"ckpt={job}", "format=torchscript", f"output={cwd}/model=x.pt"], cwd, script="export.py")
+    assert proc.returncode == 0, describe(proc)
+    assert (cwd / "model=x.pt").is_file()
+
+
 def test_resume_takes_an_unquoted_sweep_job(sweep_job):
     cwd, job = sweep_job
     proc = run_user([f"resume={job}"], cwd)
