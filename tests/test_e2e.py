@@ -130,6 +130,16 @@ def test_printed_predict_command_works(demo_sweep, tmp_path):
     assert (tmp_path / "sub.csv").is_file()
 
 
+def test_sweep_names_its_best_job_and_that_jobs_checkpoint(demo_sweep):
+    cwd, proc, sweep_dir = demo_sweep
+    run, err, hint = re.search(r"Best job by val err: (\S+) \(([\d.]+)\): (python predict.py .+)", proc.stdout).groups()
+    summary = pd.read_csv(sweep_dir / "summary.csv")
+    best = summary.loc[summary["best_val_err"].idxmin()]
+    assert run == best["run"] and float(err) == pytest.approx(best["best_val_err"], abs=5e-5)
+    ckpt = shlex.split(hint)[2][len("ckpt=") :].strip('"')
+    assert Path(ckpt).name == "best.ckpt" and Path(ckpt).parents[1].name == run and (cwd / ckpt).is_file()
+
+
 def test_predict_on_the_sweep_folder_ensembles_every_job(demo_sweep, tmp_path):
     cwd, sweep_proc, sweep = demo_sweep
     hint = re.search(r"An ensemble of every job's best.ckpt: (python predict.py .+)", sweep_proc.stdout).group(1)

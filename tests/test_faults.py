@@ -271,7 +271,8 @@ def test_sweep_records_failed_and_diverged_jobs_and_goes_on(tmp_path):
         ],
         tmp_path,
     )
-    assert proc.returncode == 0, describe(proc)
+    assert proc.returncode != 0, describe(proc)  # a job failed: the sweep went on, but says so in its exit code
+    assert "error: 1 of 3 jobs failed: model.activation=not_an_activation" in proc.stderr, describe(proc)
     assert "Traceback" not in proc.stderr
     [d] = sweep_dirs(tmp_path)
     summary = pd.read_csv(d / "summary.csv").set_index("run")

@@ -262,6 +262,17 @@ def format_table(df: pd.DataFrame) -> str:
     return view.to_string(index=False)
 
 
+def best_job(df: pd.DataFrame):
+    """The completed job with the lowest best val error (a row of the summary), None when no job has one."""
+    import pandas as pd
+
+    done = df[(df["status"] == "completed") & pd.to_numeric(df["best_val_err"], errors="coerce").notna()]
+    done = done[done["checkpoint"].fillna("").astype(str) != ""]
+    if done.empty:
+        return None
+    return done.loc[pd.to_numeric(done["best_val_err"]).idxmin()]
+
+
 def write_summary(sweep_dir: Path) -> pd.DataFrame:
     df = collect_results(sweep_dir)
     write_bytes_atomically(Path(sweep_dir) / "summary.csv", df.to_csv(index=False).encode())
@@ -300,4 +311,17 @@ class SweepSummary(Callback):
             self.lock.release()
         print(f"\nSweep summary ({len(df)} runs) -> {sweep_dir / 'summary.csv'}\n{format_table(df)}", flush=True)
         print(f"Plots and a results table: python -m visionlab.report {sweep_dir}", flush=True)
+        best = best_job(df)
+        if best is not None:
+            print(
+                f"Best job by val err: {best['run']} ({float(best['best_val_err']):.4f}): "
+                f"python predict.py 'ckpt=\"{best['checkpoint']}\"'",
+                flush=True,
+            )
         print(f"An ensemble of every job's best.ckpt: python predict.py 'ckpt=\"{sweep_dir}\"' tta=true", flush=True)
+        failed = df[df["status"] == "failed"]
+        if len(failed):  # the sweep went on, but it did not do what was asked: a script must see it
+            raise SystemExit(
+                f"error: {len(failed)} of {len(df)} jobs failed: {', '.join(map(str, failed['run']))} (their errors: "
+                f"the error column of {sweep_dir / 'summary.csv'}, and each job's train.log)."
+            )
