@@ -308,3 +308,20 @@ def test_a_diverged_run_suggests_no_submission(make_challenge, tmp_path, capsys)
     )
     assert result["status"] == "diverged", result
     assert "submission:" not in capsys.readouterr().out
+
+
+def test_tune_lr_find_plots_the_range_test_and_suggests_an_lr_without_training(make_challenge, tmp_path, capsys):
+    from vl_helpers import train_inproc
+
+    ch = make_challenge(n_per_class=8)
+    result = train_inproc(
+        tmp_path / "run",
+        challenge_overrides(ch) + ["tune=lr_find", "tune.num_training=24", "tune.early_stop_threshold=null"],
+    )
+    found = result["lr_find"]
+    assert result["status"] == "completed" and result["checkpoint"] == ""
+    assert found["steps"] == 24 and found["min_lr"] == pytest.approx(1e-7) and found["max_lr"] == 1.0
+    assert (tmp_path / "run" / "lr_find.png").stat().st_size > 1000
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing to submit
+    assert 1e-7 <= found["suggestion"] <= 1.0 and 1e-8 <= found["min_loss_lr_div_10"] <= 0.1
+    assert f"optimizer.lr={found['suggestion']:.3g}" in capsys.readouterr().out

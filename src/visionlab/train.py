@@ -280,8 +280,20 @@ def run(cfg: DictConfig) -> float:
             trainer.callbacks.append(keeper(budget, start - float(previous.get("wall_time_s") or 0.0)))
         if batch_augmentation is not None:
             trainer.callbacks.insert(0, batch_augmentation)  # before the callbacks that look at the batch
-        with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
-            fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
+        if cfg.get("tune"):  # tune=lr_find: a range test instead of training (visionlab.tuning)
+            groups.build(
+                cfg.tune,
+                "tune",
+                choice("tune"),
+                trainer=trainer,
+                model=model,
+                datamodule=dm,
+                out_dir=out_dir,
+                result=result,
+            )
+        else:
+            with child_processes_run(out_dir) if trainer.world_size > 1 else contextlib.nullcontext():
+                fit_and_test(trainer, model, dm, cfg.get("ckpt_path"), result)
         debug = (HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("debug")) or cfg.trainer.get(
             "fast_dev_run"
         )
