@@ -325,3 +325,10 @@ def test_tune_lr_find_plots_the_range_test_and_suggests_an_lr_without_training(m
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing to submit
     assert 1e-7 <= found["suggestion"] <= 1.0 and 1e-8 <= found["min_loss_lr_div_10"] <= 0.1
     assert f"optimizer.lr={found['suggestion']:.3g}" in capsys.readouterr().out
+
+
+def test_debug_overfit_memorises_its_batches(tmp_path):
+    from vl_helpers import train_inproc
+
+    result = train_inproc(tmp_path / "run", ["debug=overfit"])
+    assert result["epochs"] == 20 and result["final_train_err"] <= 0.05, result["history"][-1]
