@@ -5,6 +5,7 @@ from omegaconf import DictConfig
 
 from visionlab.argv import fix_sys_argv
 from visionlab.sweep import register_resolvers
+from visionlab.typos import check_override_keys
 
 register_resolvers()
 
@@ -25,5 +26,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_override_keys(config_name="predict")  # a misspelt key: ours at once, not Hydra's `+key` advice
     fix_sys_argv()  # paths into sweep jobs (model.bn=true,optimizer=sgd) work unquoted
     main()

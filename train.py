@@ -5,6 +5,7 @@ from omegaconf import DictConfig
 
 from visionlab.argv import fix_sys_argv
 from visionlab.sweep import check_resume_argument, register_resolvers
+from visionlab.typos import check_override_keys
 
 register_resolvers()
 
@@ -28,6 +29,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_override_keys(config_name="train")  # a misspelt key: ours at once, not Hydra's `+key` advice
     fix_sys_argv()  # sweep job paths (model.bn=true,optimizer=sgd) work unquoted
     check_resume_argument()  # a bad resume= fails here, in one line, before Hydra makes any folder
     main()

@@ -332,3 +332,31 @@ def test_debug_overfit_memorises_its_batches(tmp_path):
 
     result = train_inproc(tmp_path / "run", ["debug=overfit"])
     assert result["epochs"] == 20 and result["final_train_err"] <= 0.05, result["history"][-1]
+
+
+@pytest.mark.parametrize(
+    "token, message",
+    [
+        ("model.dropuot=0.2", "model.dropuot is not a key of any model option; did you mean model.dropout"),
+        ("trainer.max_epoch=3", "did you mean trainer.max_epochs"),
+        ("seeed=1", "seeed is not a key or group of train.py; did you mean seed"),
+    ],
+)
+def test_a_misspelt_key_gets_our_one_line_not_hydras_append_advice(token, message):
+    from visionlab.typos import check_override_keys
+
+    with pytest.raises(SystemExit, match=message):
+        check_override_keys(["-m", "model.bn=true,false", token, "data.subset=3"])
+    check_override_keys(  # what exists passes, sweeps, deletions, appends and Hydra's own keys included
+        ["-m", "model.bn=true,false", "model=resnet", "model.stem=16", "+model.extra=1", "~callbacks.progress"]
+        + ["hydra/launcher=joblib", "hydra.sweep.dir=x", "experiment=leaderboard", "seed=1", "paths.output_dir=y"]
+        + ["--cfg", "job", "tune=lr_find", "tune.num_training=3", "data.eval_subset=3", "optimizer.momentum=0.5"]
+    )
+
+
+def test_a_misspelt_key_is_named_before_hydra_runs(tmp_path):
+    proc = run_user(["model.dropuot=0.2"], tmp_path)
+    assert_user_error(proc, "model.dropuot is not a key of any model option", "model.dropout")
+    assert "+model.dropuot" not in proc.stderr and not (tmp_path / "outputs").exists()
+    proc = run_user(["ckpt=x.ckpt", "data.root_dir=z"], tmp_path, script="predict.py")
+    assert_user_error(proc, "data.root_dir is not a key of any data option", "data.root")
