@@ -33,6 +33,8 @@ def group_keys(group: str, conf_dir: Path = CONF_DIR) -> set[str] | None:
 def check_override_keys(argv: list[str] | None = None, config_name: str = "train", conf_dir: Path = CONF_DIR) -> None:
     """Exit with one line when a `group.key=value` override names a key that no option of `group` has."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(t.split("=", 1)[0] in ("-cp", "--config-path", "-cd", "--config-dir") for t in argv):
+        return  # other config files than ours: Hydra checks against them
     top = OmegaConf.to_container(OmegaConf.load(conf_dir / f"{config_name}.yaml")) or {}
     skip = False
     for token in argv:
