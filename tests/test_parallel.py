@@ -137,8 +137,11 @@ def test_joblib_sweep_runs_jobs_in_parallel_processes_and_keeps_failures_apart(t
         ],
         tmp_path,
     )
-    assert proc.returncode == 0, describe(proc)
+    assert proc.returncode != 0, describe(proc)  # a job failed: the sweep went on, but says so in its exit code
+    assert "error: 1 of 3 jobs failed: model.activation=not_an_activation" in proc.stderr, describe(proc)
     assert "Joblib.Parallel(n_jobs=" in proc.stdout + proc.stderr
+    assert "[model.activation=relu] epoch 1/1" in proc.stdout  # parallel jobs' lines say whose they are
+    assert "`Trainer.fit` stopped" not in proc.stdout + proc.stderr  # the epoch lines say it
     d = sweep_dir(tmp_path)
     summary = pd.read_csv(d / "summary.csv").set_index("run")
     assert list(summary.index) == [

@@ -61,8 +61,21 @@ class _EpochLines:
 
     def _emit(self, line: str) -> None:
         if self.is_enabled:
-            self._write(line)
+            self._write(job_prefix() + line)
             _to_log_files(line)
+
+
+def job_prefix() -> str:
+    """`[model.bn=true] ` for a job of a parallel sweep (hydra/launcher=joblib), whose lines interleave
+    with its neighbours' on the terminal; "" elsewhere (each job's train.log is its own anyway)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    hydra = HydraConfig.get()
+    if "joblib" not in str(hydra.launcher.get("_target_", "")) or hydra.mode is None or hydra.mode.name != "MULTIRUN":
+        return ""
+    return f"[{hydra.sweep.subdir}] "
 
 
 class EpochLinePrinter(_EpochLines, ProgressBar):

@@ -18,6 +18,10 @@ CHATTER = (
     # written, the handler's write is re-entrant and logging prints a "Logging error" traceback. Our
     # own "Interrupted. Continue with: ..." line says it instead.
     "Received SIGTERM",
+    # The end of a run at its planned length: our epoch lines say `epoch 10/10` already, and this one
+    # came before the last of them, glued to a live bar. Early stopping's and max_time's reasons stay.
+    "`Trainer.fit` stopped: `max_epochs=",
+    "`Trainer.fit` stopped: `max_steps=",
 )
 LIGHTNING_LOGGERS = (
     "pytorch_lightning.utilities.rank_zero",
