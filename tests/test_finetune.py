@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 
@@ -283,3 +284,21 @@ def test_pretrained_lite0_beats_random_init_after_the_same_short_training():
             pred = torch.cat([model(xte[i : i + 250]).argmax(1) for i in range(0, len(xte), 250)])
         accuracy[name] = (pred == yte).float().mean().item()
     assert accuracy["pretrained"] > accuracy["random"] + 0.05, accuracy
+
+
+def test_a_sweep_folder_ensembles_its_best_jobs_by_val_err(tmp_path):
+    sweep = tmp_path / "sweep"
+    errs = {"model=a": 0.30, "model=b": 0.32, "model=c": 0.90, "model=d": None}  # c: chance level; d: no val split
+    for job, err in errs.items():
+        (sweep / job / "checkpoints").mkdir(parents=True)
+        (sweep / job / "checkpoints" / "best.ckpt").write_bytes(b"x")
+        record = {"status": "completed"} | ({"best_val_err": err} if err is not None else {})
+        (sweep / job / "result.json").write_text(json.dumps(record))
+    best = {job: sweep / job / "checkpoints" / "best.ckpt" for job in errs}
+    assert expand_checkpoints([sweep]) == [best["model=a"], best["model=b"]]  # within 10% of the best val err
+    assert expand_checkpoints([sweep], top_k=1) == [best["model=a"]]
+    assert expand_checkpoints([sweep], top_k=3) == [best["model=a"], best["model=b"], best["model=c"]]
+    assert expand_checkpoints([sweep], top_k=-1) == list(best.values())  # every job, in sweep order
+    for job in errs:
+        (sweep / job / "result.json").write_text('{"status": "completed"}')
+    assert expand_checkpoints([sweep]) == list(best.values())  # nothing to rank by: every job

@@ -259,3 +259,33 @@ def test_real_sweep_report(real_sweep, capsys):
 
     md = (real_sweep / "results.md").read_text()
     assert md.count("\n| true |") == 1 and md.count("\n| false |") == 1
+
+
+def test_n_seeds_counts_distinct_seeds_not_repeats_of_one(tmp_path):
+    sweep = tmp_path / "sweep"
+    for name, val in (("a", 0.3), ("b", 0.32)):  # one setting run twice with seed 0 (folders named apart)
+        make_run(sweep, f"optimizer.lr=0.1,seed=0,x={name}", "completed", [(0.4, val)], events=False)
+    make_run(sweep, "optimizer.lr=1,seed=0,x=a", "completed", [(0.4, 0.5)], events=False)
+    make_run(sweep, "optimizer.lr=1,seed=1,x=a", "completed", [(0.4, 0.6)], events=False)
+    from visionlab.report.runs import load_sweep, runs_frame
+    from visionlab.report.tables import settings_table
+
+    runs, keys = load_sweep(sweep)
+    per_run = runs_frame(runs, [k for k in keys if k != "x"])
+    per_run["setting"] = per_run["optimizer.lr"].astype(str)
+    table = settings_table(per_run, ["optimizer.lr"]).set_index("setting")
+    assert table.loc["0.1", "n_runs"] == 2 and table.loc["0.1", "n_seeds"] == 1
+    assert table.loc["1", "n_seeds"] == 2
+
+
+def test_the_report_names_its_best_run_and_checkpoint(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    make_run(sweep, "optimizer.lr=0.1", "completed", [(0.4, 0.3)], events=False)
+    make_run(sweep, "optimizer.lr=1", "completed", [(0.4, 0.2)], events=False)
+    assert report.main([str(sweep)]) == 0
+    ckpt = sweep / "optimizer.lr=1" / "checkpoints" / "best.ckpt"
+    line = f"Best run: optimizer.lr=1 (best val err 0.2000), checkpoint {ckpt}; submission: python predict.py"
+    assert line in capsys.readouterr().out
+    assert (
+        f"Best run: `optimizer.lr=1` (best val err 0.2000), checkpoint `{ckpt}`" in (sweep / "results.md").read_text()
+    )

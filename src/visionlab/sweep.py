@@ -318,7 +318,15 @@ class SweepSummary(Callback):
                 f"python predict.py 'ckpt=\"{best['checkpoint']}\"'",
                 flush=True,
             )
-        print(f"An ensemble of every job's best.ckpt: python predict.py 'ckpt=\"{sweep_dir}\"' tta=true", flush=True)
+        print(
+            f"An ensemble of the jobs within 10% of the best val err: python predict.py 'ckpt=\"{sweep_dir}\"' tta=true "
+            "(top_k=N: the N best)",
+            flush=True,
+        )
+        print(
+            f"An ensemble of every job's best.ckpt: python predict.py 'ckpt=\"{sweep_dir}\"' tta=true top_k=-1",
+            flush=True,
+        )
         failed = df[df["status"] == "failed"]
         if len(failed):  # the sweep went on, but it did not do what was asked: a script must see it
             raise SystemExit(

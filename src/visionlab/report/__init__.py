@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from visionlab.report.plots import SweepPlotter, write_confusion, write_plots
+from visionlab.report.plots import SweepPlotter, best_run, write_confusion, write_plots
 from visionlab.report.runs import NotASweepDir, load_run, load_sweep, runs_frame, setting_labels, split_top_level
 from visionlab.report.tables import markdown_report, settings_table
 from visionlab.sweep import parse_run_name
@@ -59,6 +59,9 @@ def build_report(sweep_dir, out_dir=None) -> dict[str, Path]:
     paths = write_plots(runs, keys, out)
     paths["results_csv"] = out / "results.csv"
     settings.to_csv(paths["results_csv"], index=False)
+    best = best_run(runs)
+    if best is not None:
+        md += "\n" + best_run_line(best) + "\n"
     confusion = write_confusion(runs, out)
     if confusion:
         paths["confusion_matrix"], best = confusion
@@ -71,6 +74,15 @@ def build_report(sweep_dir, out_dir=None) -> dict[str, Path]:
     paths["runs_csv"] = out / "runs.csv"
     per_run.to_csv(paths["runs_csv"], index=False)
     return paths
+
+
+def best_run_line(best: dict) -> str:
+    """`Best run: ...`: the run with the lowest val error, its checkpoint and the command to submit it."""
+    ckpt = Path(best["run_dir"]) / "checkpoints" / "best.ckpt"
+    return (
+        f"Best run: `{best['run']}` (best val err {best['best_val_err']:.4f}), checkpoint `{ckpt}`; "
+        f"submission: `python predict.py 'ckpt=\"{ckpt}\"'`"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {path}")
     md = paths["results_md"].read_text(encoding="utf-8")
     print("\n" + "\n".join(line for line in md.splitlines() if line.startswith("|")))
+    best = [line for line in md.splitlines() if line.startswith("Best run: ")]
+    if best:
+        print("\n" + best[0].replace("`", ""))
     if search_lines:
         print("\n" + "\n".join(search_lines))
     return 0

@@ -32,10 +32,14 @@ def settings_table(per_run: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     metrics = per_run.copy()
     metrics.loc[metrics["status"] == FAILED, ["best_val_err", "best_epoch", *SPREAD]] = math.nan
     metrics["best_epoch"] = metrics["best_epoch"].astype(float)
+    # seeds, not runs: two runs of one seed (a sweep re-run, a repeated job) replicate nothing. A run
+    # whose seed is unknown counts as its own.
+    seeds = metrics["seed"].astype(object).where(metrics["seed"].notna(), "run:" + metrics["run"].astype(str))
+    metrics["_measured_seed"] = seeds.where(metrics["best_val_err"].notna())
     spec = {k: (k, "first") for k in keys}
     spec.update(
         n_runs=("run", "size"),
-        n_seeds=("best_val_err", "count"),
+        n_seeds=("_measured_seed", "nunique"),
         **{f"best_val_err_{f}": ("best_val_err", f) for f in ("mean", "std", "min", "max")},
         **{f"best_epoch_{f}": ("best_epoch", f) for f in ("mean", "min", "max")},
         **{f"{c}_{f}": (c, f) for c in SPREAD for f in ("mean", "std")},
