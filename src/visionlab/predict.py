@@ -197,6 +197,14 @@ def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def probability_table(ids: list[str], probs: np.ndarray, classes: list[str], id_col: str) -> pd.DataFrame:
+    """output_probs=true: one column per class, each row's probabilities summing to 1 (log-loss leaderboards)."""
+    table = pd.DataFrame(probs.astype(np.float64), columns=[str(c) for c in classes])
+    table = table.div(table.sum(axis=1), axis=0)  # float32 sums drift a little from 1
+    table.insert(0, id_col, ids)
+    return table
+
+
 def submission_table(
     sample: pd.DataFrame | None, ids: list[str], names: list[str], id_col: str, label_col: str
 ) -> pd.DataFrame:
@@ -261,10 +269,19 @@ def run(cfg: DictConfig) -> Path:
         log.info("Predicted %d images with %s", len(probs), path)
         total = probs if total is None else total + probs
     dm = next(iter(datamodules.values()))
-    names = [classes[i] for i in (total / len(paths)).argmax(1)]
+    probs = total / len(paths)
+    names = [classes[i] for i in probs.argmax(1)]
     table = submission_table(dm.sample, dm.test_items.ids, names, dm.id_col, dm.label_col)
+    probs_out = out.with_name(f"{out.stem}_probs.csv") if cfg.get("output_probs") else None
+    if probs_out is not None:
+        check_output(probs_out, overwrite=bool(cfg.overwrite))  # both files or neither
     write_atomically(table, out, overwrite=bool(cfg.overwrite))
     print(f"Submission ({len(names)} rows, {len(paths)} model(s){', TTA' if cfg.tta else ''}): {out}", flush=True)
+    if probs_out is not None:
+        write_atomically(
+            probability_table(dm.test_items.ids, probs, classes, dm.id_col), probs_out, bool(cfg.overwrite)
+        )
+        print(f"Probabilities ({len(classes)} classes, rows in the submission's order): {probs_out}", flush=True)
     if dm.test_items.labels is not None:
         truth = dm.test_items.labels
         correct = sum(a == b for a, b in zip(names, truth))
