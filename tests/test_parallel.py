@@ -236,3 +236,25 @@ def test_sweep_benchmark_prints_both_wall_times_and_the_ratio(tmp_path):
     assert re.search(
         r"sequential: +\d+\.\d s\nparallel: +\d+\.\d s\nratio parallel / sequential: \d+\.\d\d", proc.stdout
     ), proc.stdout
+
+
+@pytest.mark.slow
+def test_mlflow_logger_puts_a_parallel_sweeps_runs_in_one_store(tmp_path):
+    """logger=mlflow beside TensorBoard: both jobs of a joblib sweep in <sweep>/mlflow.db, named by
+    their folders, with their curves and hyper-parameters (two jobs creating the store at once)."""
+    from mlflow.tracking import MlflowClient
+
+    proc, _ = run_sweep(["-m", "hydra/launcher=joblib", "model.bn=true,false", "logger=mlflow", *TINY], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    d = sweep_dir(tmp_path)
+    assert list(pd.read_csv(d / "summary.csv")["status"]) == ["completed", "completed"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("visionlab").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["model.bn=false", "model.bn=true"]
+    for r in runs:
+        assert (
+            r.info.status == "FINISHED"
+            and "val/err" in r.data.metrics
+            and r.data.params["model.bn"] in ("True", "False")
+        )
+        assert list(d.glob(f"{r.info.run_name}/events.out.tfevents.*"))  # TensorBoard's events as always

@@ -61,3 +61,23 @@ class CSVLogger(_CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+def mlflow_store(output_dir, experiment: str = "visionlab") -> str:
+    """logger=mlflow's tracking URI: one SQLite store beside the run folder (a sweep's jobs share
+    <sweep>/mlflow.db), made ready under a file lock. Parallel jobs would otherwise both create its
+    schema (alembic: "Online migration expected to match one row") or the experiment at once."""
+    import fcntl
+    from pathlib import Path
+
+    folder = Path(str(output_dir)).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with open(folder / ".mlflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)  # creates and migrates the schema once
+        if client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment)
+    return uri

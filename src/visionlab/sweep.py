@@ -162,6 +162,8 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("vl.run_name", run_name)
     OmegaConf.register_new_resolver("vl.run_suffix", run_suffix)
     OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
+    OmegaConf.register_new_resolver("vl.mlflow_store", _mlflow_store)
+    OmegaConf.register_new_resolver("vl.folder_name", lambda path: Path(str(path)).resolve().name)
     OmegaConf.register_new_resolver("vl.ddp_devices", _ddp_devices)
     OmegaConf.register_new_resolver(
         "vl.resume_or", lambda resume, default: str(check_run_dir(resume)) if resume else default
@@ -186,6 +188,12 @@ def hydra_subdir(resume, output_dir=None) -> str:
     if output_dir and (Path(str(output_dir)) / ".hydra" / "config.yaml").is_file():
         return f".hydra/rerun_{stamp}_{os.getpid()}"
     return ".hydra"
+
+
+def _mlflow_store(output_dir) -> str:
+    from visionlab.loggers import mlflow_store  # imports mlflow: only where logger=mlflow asks
+
+    return mlflow_store(output_dir)
 
 
 def _ddp_devices() -> int:

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 
 from visionlab import groups
 from visionlab.budget import apply_budget, keeper
@@ -392,3 +392,7 @@ def _log_hparams(trainer: pl.Trainer, cfg: DictConfig, result: dict) -> None:
         if isinstance(lg, TensorBoardLogger) and metrics:
             lg.log_hyperparams(flat_hparams(cfg), metrics)
             lg.finalize("success")
+        elif isinstance(lg, MLFlowLogger):  # logger=mlflow: the same table in its store
+            lg.log_hyperparams(flat_hparams(cfg))
+            lg.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()})
+            lg.finalize("success" if result.get("status") == "completed" else "failed")
