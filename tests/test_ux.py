@@ -360,3 +360,13 @@ def test_a_misspelt_key_is_named_before_hydra_runs(tmp_path):
     assert "+model.dropuot" not in proc.stderr and not (tmp_path / "outputs").exists()
     proc = run_user(["ckpt=x.ckpt", "data.root_dir=z"], tmp_path, script="predict.py")
     assert_user_error(proc, "data.root_dir is not a key of any data option", "data.root")
+
+
+def test_resume_of_a_complete_run_says_so_and_changes_nothing(sweep_job):
+    cwd, job = sweep_job
+    before = {p: p.read_bytes() for p in [job / "result.json", *sorted((job / "checkpoints").iterdir())]}
+    proc = run_user([f"resume={job}"], cwd)
+    assert proc.returncode == 0, describe(proc)
+    assert f"{job} is complete (1 of 1 epochs" in proc.stdout and "nothing to continue" in proc.stdout
+    assert "trainer.max_epochs=<more>" in proc.stdout and "test/err" not in proc.stdout  # no silent re-test
+    assert {p: p.read_bytes() for p in before} == before

@@ -228,6 +228,17 @@ def run(cfg: DictConfig) -> float:
             raise
         return _skip_job(out_dir, e)  # the sweep goes on with its other jobs
     previous = read_result(out_dir) if cfg.get("resume") else {}  # what a failed resume leaves as it was
+    if _complete(cfg, previous):  # nothing to continue: say so, instead of testing it again silently
+        print(
+            f"Run folder: {out_dir}\n{out_dir} is complete ({previous['epochs']} of {cfg.trainer.max_epochs} epochs, best val err "
+            f"{previous.get('best_val_err')}); nothing to continue. To train it longer: python train.py "
+            f"{shlex.quote(f'resume={out_dir}')} trainer.max_epochs=<more>",
+            flush=True,
+        )
+        if lock is not None:
+            lock.release()
+        best = previous.get("best_val_err")
+        return WORST_ERR if best is None else float(best)
     result = {
         "run": out_dir.name,
         "job": HydraConfig.get().job.get("num", 0) if multirun else 0,
@@ -343,6 +354,19 @@ def run(cfg: DictConfig) -> float:
     # No finite val error (diverged at once, failed, no validation split): the worst error rate, finite,
     # so that a sweeper ranks the run last instead of crashing on NaN (hydra-optuna-sweeper, issue 2237).
     return WORST_ERR if best is None else float(best)
+
+
+def _complete(cfg: DictConfig, previous: dict) -> bool:
+    """A resumed run that completed and is not asked for more epochs than it trained."""
+    done, planned = previous.get("epochs"), cfg.trainer.get("max_epochs")
+    return (
+        bool(cfg.get("resume"))
+        and previous.get("status") == "completed"
+        and isinstance(done, int)
+        and planned is not None
+        and 0 <= planned <= done
+        and not cfg.get("budget")
+    )
 
 
 def _skip_job(out_dir: Path, refusal: InputError) -> float:
