@@ -384,17 +384,20 @@ def dead_pid() -> int:
 def test_temporary_files_of_killed_predicts_are_removed(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        stale = tmp_path / f".submission.csv.{dead_pid()}.tmp"
+        stale = tmp_path / f".submission.csv.visionlab-{dead_pid()}.tmp"
         stale.write_bytes(b"")
-        other_stale = tmp_path / f".other.csv.{dead_pid()}.tmp"
-        other_stale.write_bytes(b"")
-        live = tmp_path / f".submission.csv.{sleeper.pid}.tmp"  # a predict still writing
+        live = tmp_path / f".submission.csv.visionlab-{sleeper.pid}.tmp"  # a predict still writing
         live.write_bytes(b"")
         mine = tmp_path / ".notes.tmp"  # not ours: no pid in the name
         mine.write_text("keep")
+        # a user's own files of the shape .<x>.<digits>.tmp, one beside the submission's name: not ours
+        users = [tmp_path / f".other.csv.{dead_pid()}.tmp", tmp_path / f".submission.csv.{dead_pid()}.tmp"]
+        for path in users:
+            path.write_text("keep")
         write_atomically(pd.DataFrame({"a": [1]}), tmp_path / "submission.csv", overwrite=False)
-        assert not stale.exists() and not other_stale.exists()
+        assert not stale.exists()
         assert live.exists() and mine.read_text() == "keep"
+        assert all(path.read_text() == "keep" for path in users)
         assert (tmp_path / "submission.csv").is_file()
     finally:
         sleeper.kill()

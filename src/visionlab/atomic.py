@@ -10,7 +10,9 @@ from pathlib import Path
 
 
 def temporary_for(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """`.<name>.visionlab-<pid>.tmp`: a name only this project writes, so that the clean-up of a killed
+    writer's file can never take a user's own `.<x>.<digits>.tmp`."""
+    return path.with_name(f".{path.name}.visionlab-{os.getpid()}.tmp")
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:
@@ -43,9 +45,9 @@ def fsync_folder(folder: Path) -> None:
 
 
 def remove_dead_temporaries(path: Path) -> None:
-    """Temp files of `path` left by a writer that was killed (`.<name>.<pid>.tmp`, pid no longer alive)."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.tmp")
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    """Temp files of `path` left by a writer that was killed (`.<name>.visionlab-<pid>.tmp`, pid dead)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.visionlab-(\d+)\.tmp")
+    for tmp in path.parent.glob(f".{path.name}.visionlab-*.tmp"):
         match = pattern.fullmatch(tmp.name)
         if match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
             tmp.unlink(missing_ok=True)

@@ -4,9 +4,9 @@ augmentation) and write the submission atomically, in the sample submission's fo
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from visionlab import groups
+from visionlab.atomic import remove_dead_temporaries, temporary_for
 from visionlab.data import DataError
 from visionlab.data.datamodule import ImageDataset
 from visionlab.data.transforms import tta_views
@@ -167,32 +168,20 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files (.<name>.<pid>.tmp) of a predict that was killed before renaming its own."""
-    for tmp in folder.glob(".*.tmp"):
-        match = re.fullmatch(r"\..+\.(\d+)\.tmp", tmp.name)
-        if match and not _alive(int(match.group(1))):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
     check_output(path, overwrite)  # again: another process may have written it meanwhile
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_dead_temporaries(path)  # of a predict killed while writing this file (ours alone, by name)
+    tmp = temporary_for(path)
     try:
         df.to_csv(tmp, index=False)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        kept = f"the existing {path.name} is kept" if path.exists() else "nothing was written"
+        raise InputError(f"cannot write {path}: {why}; {kept}. Free space there, or give output= elsewhere.") from None
     finally:
         tmp.unlink(missing_ok=True)
 
