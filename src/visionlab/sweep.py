@@ -336,7 +336,10 @@ class SweepSummary(Callback):
             flush=True,
         )
         failed = df[df["status"] == "failed"]
-        if len(failed):  # the sweep went on, but it did not do what was asked: a script must see it
+        searching = "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower()
+        if len(failed) and searching:  # Optuna records a failed trial and samples elsewhere: part of a search
+            print(f"{len(failed)} of {len(df)} trials failed: {', '.join(map(str, failed['run']))}", flush=True)
+        elif len(failed):  # the sweep went on, but it did not do what was asked: a script must see it
             raise SystemExit(
                 f"error: {len(failed)} of {len(df)} jobs failed: {', '.join(map(str, failed['run']))} (their errors: "
                 f"the error column of {sweep_dir / 'summary.csv'}, and each job's train.log)."
