@@ -190,3 +190,9 @@ def test_report_on_a_search_folder_shows_history_and_best_parameters(killed_and_
     assert {"trial", "state", "value", "best_so_far", "optimizer.lr", "model.pool"} <= set(trials.columns)
     assert trials["best_so_far"].dropna().is_monotonic_decreasing
     assert "Best parameters: " in out and "optimizer.lr=" in out and "python train.py " in out
+
+
+def test_optuna_logs_carry_no_colour_codes_off_a_terminal(killed_and_resumed):
+    _, _, resumed = killed_and_resumed
+    assert "Using an existing study" in resumed.stderr  # Optuna's own line, as plain text
+    assert "\x1b[" not in resumed.stderr and "\x1b[" not in resumed.stdout

@@ -287,6 +287,17 @@ def write_summary(sweep_dir: Path) -> pd.DataFrame:
     return df
 
 
+def plain_optuna_logs() -> None:
+    """Optuna 2.x colours its log lines whatever the stream: escape codes ([32m[I ...) in log files
+    and CI output. Plain text where stderr is not a terminal."""
+    if sys.stderr.isatty():
+        return
+    import optuna  # noqa: F401  (its import sets up the handler whose format is replaced here)
+
+    for handler in logging.getLogger("optuna").handlers:
+        handler.setFormatter(logging.Formatter("[%(levelname)1.1s %(asctime)s] %(message)s"))
+
+
 def lock_sweep(sweep_dir: Path):
     """One sweep per sweep folder: a second sweep into it (hydra.sweep.dir=, a search resumed twice)
     stops here, in one line, before anything of the first is overwritten."""
@@ -308,6 +319,8 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         self.lock = lock_sweep(sweep_dir)  # before the launcher writes multirun.yaml or any job's .hydra
+        if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
+            plain_optuna_logs()
         os.environ[SWEPT_KEYS_ENV] = json.dumps(sorted(swept_keys(argv=list(config.hydra.overrides.task))))
         print(f"Sweep directory: {sweep_dir}\n  compare runs: tensorboard --logdir {sweep_dir}", flush=True)
 
