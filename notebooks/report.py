@@ -86,6 +86,40 @@ preset_grid, run_sweep, show_figures, show_table, facts, show_seeds = (
 print(sweeps.describe())
 
 # %% [markdown]
+# ## The code: data loader, model, training step
+#
+# The assignment asks to write the data loader, the model and the training code. They are the
+# package's own, used by every sweep below; here they are as the runs use them: the dataset that
+# feeds the loader (decoded uint8 images in, `(3×H×W uint8 tensor, label)` out; normalisation happens
+# in the model), the baseline CNN as PyTorch prints it, and one training step (the loss, the
+# divergence guard). `src/visionlab/data/datamodule.py` adds the split, subset and loaders around the
+# dataset; `src/visionlab/models/classifier.py` the loss per output activation and the metrics.
+
+# %% tags=["code-dataset"]
+import inspect
+
+from visionlab.data.datamodule import ImageDataModule, ImageDataset
+
+print(inspect.getsource(ImageDataset))
+print(inspect.getsource(ImageDataModule._loader))
+
+# %% tags=["code-model"]
+from visionlab.models.cnn import build_cnn
+
+baseline = build_cnn(
+    10, image_size=28, channels=[32, 64, 128], block_convs=1, bn=True, dropout=0.3, activation="relu",
+    pool="max", head="gap", init="default", kernel_size=3,
+)  # fmt: skip
+print(baseline)
+print(f"{sum(p.numel() for p in baseline.parameters()):,} parameters")
+
+# %% tags=["code-training"]
+from visionlab.models.classifier import ImageClassifier
+
+print(inspect.getsource(ImageClassifier.training_step))
+print(inspect.getsource(ImageClassifier._step))
+
+# %% [markdown]
 # ## 1. Batch normalisation
 #
 # Does batch norm after every convolution help?
