@@ -128,7 +128,9 @@ def plan(args: argparse.Namespace) -> tuple[list[str], Path, dict[str, str]]:
     env.update(VISIONLAB_SMOKE="1" if args.smoke else "0", VISIONLAB_RERUN="1" if args.rerun else "0")
     if report_dir is not None:
         env["VISIONLAB_REPORT_DIR"] = str(Path(report_dir).expanduser().resolve())
-    env.setdefault("MPLBACKEND", "agg")  # no display needed: the figures are embedded as PNG
+    # matplotlib's inline backend: plt.show() embeds the figure as PNG (with agg it embedded nothing,
+    # and theory's vanishing/exploding-gradient figure was missing from the stored notebook)
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return names, Path(out), env
 
 

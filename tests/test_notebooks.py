@@ -200,3 +200,8 @@ def test_theory_notebook_smoke(smoke_run):
     assert mime_count(outputs_of(nb, "theory-init-sweep-figures"), "image/png") == 2
     assert mime_count(outputs_of(nb, "theory-init-sweep-table"), "text/markdown") == 1
     assert mime_count(outputs_of(nb, "theory-init-sweep-seeds"), "text/markdown") == 1
+
+
+def test_theory_notebook_embeds_its_gradient_figure(smoke_run):
+    for nb in (executed(smoke_run, "theory"), nbformat.read(NOTEBOOKS / "theory.ipynb", as_version=4)):
+        assert mime_count(outputs_of(nb, "theory-12"), "image/png") == 1  # executed, and as committed
