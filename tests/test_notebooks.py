@@ -187,8 +187,13 @@ def test_report_notebook_smoke(smoke_run):
     summary = outputs_of(nb, "summary-table")
     assert mime_count(summary, "text/html") == 1
     assert "9 sweeps" in text_of(summary) and "notebook executed in" in text_of(summary)
-    # The executed copy embeds the figures, so it shows them without outputs/ (git-ignored).
-    assert sum(mime_count(c.get("outputs", []), "image/png") for c in nb.cells) == 2 * len(ABLATIONS)
+    # The executed copy embeds the figures, so it shows them without outputs/ (git-ignored): two curves
+    # per sweep, and under each table the best run's confusion matrix (a link to it was a broken image).
+    confusions = [name for name in ABLATIONS if (smoke_run / "sweeps" / name / "confusion_matrix.png").is_file()]
+    assert confusions, "no smoke sweep wrote a confusion matrix"
+    for name in ABLATIONS:
+        assert mime_count(outputs_of(nb, f"{name}-table"), "image/png") == (name in confusions), name
+    assert sum(mime_count(c.get("outputs", []), "image/png") for c in nb.cells) == 2 * len(ABLATIONS) + len(confusions)
 
 
 @pytest.mark.slow
@@ -205,3 +210,11 @@ def test_theory_notebook_smoke(smoke_run):
 def test_theory_notebook_embeds_its_gradient_figure(smoke_run):
     for nb in (executed(smoke_run, "theory"), nbformat.read(NOTEBOOKS / "theory.ipynb", as_version=4)):
         assert mime_count(outputs_of(nb, "theory-12"), "image/png") == 1  # executed, and as committed
+
+
+def test_no_notebook_links_an_image_outside_itself():
+    for name in ("report", "theory"):
+        nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                assert "](confusion_matrix.png)" not in out.get("data", {}).get("text/markdown", ""), cell.get("id")

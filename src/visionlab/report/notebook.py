@@ -66,6 +66,9 @@ def _display(obj) -> None:
     display(obj)
 
 
+CONFUSION_LINK = "![](confusion_matrix.png)"  # results.md's picture, beside it in the sweep folder
+
+
 @dataclass
 class AblationSweeps:
     """The ablation sweeps of one notebook session.
@@ -225,14 +228,20 @@ class AblationSweeps:
         return paths
 
     def table_markdown(self, name: str) -> str:
-        """results.md without its title line (it names the folder)."""
+        """results.md without its title line (it names the folder) and without its link to
+        confusion_matrix.png: a link into the sweep folder is a broken image in the stored notebook."""
         md = (self.sweep_dir(name) / "results.md").read_text(encoding="utf-8")
-        return md.split("\n", 1)[1].strip() if md.startswith("# ") else md
+        md = md.split("\n", 1)[1].strip() if md.startswith("# ") else md
+        return "\n".join(line for line in md.splitlines() if line.strip() != CONFUSION_LINK).strip()
 
     def show_table(self, name: str) -> None:
-        from IPython.display import Markdown
+        """The results table, then the best run's confusion matrix embedded as PNG (where there is one)."""
+        from IPython.display import Image, Markdown
 
         _display(Markdown(self.table_markdown(name)))
+        confusion = self.sweep_dir(name) / "confusion_matrix.png"
+        if confusion.is_file():
+            _display(Image(data=confusion.read_bytes(), format="png"))
 
     def read_results(self, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """results.csv (one row per setting, best first) and runs.csv (one row per run)."""
