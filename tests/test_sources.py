@@ -152,9 +152,12 @@ def test_symlink_out_of_the_folder_is_refused(tmp_path):
         write_text(tmp_path / "train.csv", f"image_id,label\nok,x\n{bad_id},y\n")
         with pytest.raises(DataError, match="refused"):
             sources.challenge_train(tmp_path, "train.csv", "train", "image_id", "label")
-    # ...and a test folder listing (no sample submission) leaves the link out.
-    items, _ = sources.challenge_test(tmp_path, "train", None, "image_id")
-    assert items.ids == ["ok.png"]
+    # ...and a test folder listing (no sample submission) names the link instead of leaving it out
+    # without a word (issue 20: a submission 15 rows short); data.on_bad_image=skip keeps its row.
+    with pytest.raises(DataError, match="'link.png': refused: a link that points outside the image folder"):
+        sources.challenge_test(tmp_path, "train", None, "image_id")
+    items, _ = sources.challenge_test(tmp_path, "train", None, "image_id", skip=True)
+    assert items.ids == ["link.png", "ok.png"] and isinstance(items.images[0], sources.Unusable)
 
 
 def test_symlink_inside_the_folder_is_fine(tmp_path):

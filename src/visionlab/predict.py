@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from visionlab import groups
 from visionlab.atomic import remove_dead_temporaries, temporary_for
 from visionlab.data import DataError
-from visionlab.data.datamodule import ImageDataset
+from visionlab.data.datamodule import ImageDataset, sort_classes
 from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
@@ -166,6 +166,58 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise InputError(f"output={str(path)!r} is a folder. Give a file name, e.g. output={path / 'submission.csv'}.")
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+    folder = writable_folder(path.parent)
+    if folder is not None:
+        raise InputError(
+            f"cannot write the submission into {folder}: the folder is read-only (or not yours). "
+            f"Give output=FILE in a folder you can write, e.g. output={Path.home() / path.name}."
+        )
+
+
+def writable_folder(folder: Path) -> Path | None:
+    """None when `folder` (or, where it is still to be made, its nearest existing parent) takes new files;
+    else the folder that does not. A read-only mount says so to root too (os.access: EROFS)."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return None if os.access(folder, os.W_OK | os.X_OK) else folder
+
+
+def check_classes(dm, classes: list[str], ckpt_path: Path, trained_on: dict) -> None:
+    """Before reading any image: the data's classes, where they can be known (training labels, class
+    folders, a solution file's labels), are the checkpoint's. Nothing is said where they cannot be."""
+    names, source, complete = dm.known_classes()
+    if names is None:
+        return
+    ours = set(classes)
+    only_data = sort_classes(names - ours) if names - ours else []
+    only_ckpt = sort_classes(ours - names) if complete and ours - names else []
+    if not only_data and not only_ckpt:
+        return
+
+    def shown(values: list[str]) -> str:
+        return (
+            "["
+            + ", ".join(repr(v) for v in values[:10])
+            + (f", ... ({len(values)} in all)" if len(values) > 10 else "")
+            + "]"
+        )
+
+    differ = "; ".join(
+        part
+        for part in (
+            f"only in the data: {shown(only_data)}" if only_data else "",
+            f"only in the checkpoint: {shown(only_ckpt)}" if only_ckpt else "",
+        )
+        if part
+    )
+    where = trained_on.get("root")
+    raise CheckpointError(
+        f"ckpt={str(ckpt_path)!r} was trained on other classes than the data's: the checkpoint's "
+        f"{shown(sort_classes(ours))}, {source} {shown(sort_classes(names))} ({differ}). Give the checkpoint "
+        f"trained on this data, or predict the data it was trained on "
+        f"(data=<its option>{f', data.root={where}' if where else ''})."
+    )
 
 
 def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
@@ -250,6 +302,7 @@ def run(cfg: DictConfig) -> Path:
         key = (info["image_size"], info["interpolation"])
         if key not in datamodules:
             dm = groups.build(data, "data", cfg.get("data_group") or None, classes=classes)
+            check_classes(dm, classes, path, groups.upgrade(info["config"])["data"])
             dm.setup("predict")
             datamodules[key] = dm
         dm = datamodules[key]

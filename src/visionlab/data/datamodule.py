@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +22,45 @@ from visionlab.preflight import check_loader_values
 log = logging.getLogger(__name__)
 
 ON_BAD_IMAGE = ("error", "skip")
+# data.image_size's bound: above any real classifier's input (ImageNet models take 224-600 px); a typo
+# such as 100000 would otherwise surface as every image "failing to read" (a 30 GB array each).
+MAX_IMAGE_SIZE = 4096
+
+
+def check_image_size(image_size, batch_size) -> None:
+    """data.image_size is a sane number of pixels a side, and one batch of it fits in memory."""
+    if image_size is None or int(image_size) < 1:
+        raise DataError(f"data.image_size={image_size!r} must be a positive number of pixels.")
+    size = int(image_size)
+    if size > MAX_IMAGE_SIZE:
+        raise DataError(
+            f"data.image_size={size} is beyond {MAX_IMAGE_SIZE} pixels a side: each image would be "
+            f"{size}x{size}x3 = {size * size * 3 / 1e9:.1f} GB in memory. Set data.image_size to the side "
+            "the model should see (28-512 for most challenges)."
+        )
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    batch = size * size * 3 * int(batch_size)
+    if batch > memory:
+        raise DataError(
+            f"data.image_size={size} with data.batch_size={batch_size}: one batch is {batch / 1e9:.1f} GB, "
+            f"more than this machine's {memory / 1e9:.1f} GB of memory. Lower data.image_size or data.batch_size."
+        )
+
+
+def case_variants(labels: list[str]) -> list[str]:
+    """Label spellings that differ only in case (or Unicode form), each group as "'Shirt' (40) / 'shirt' (3)"."""
+    counts = Counter(labels)
+    groups: dict[str, list[str]] = {}
+    for label in counts:
+        groups.setdefault(unicodedata.normalize("NFC", label).casefold(), []).append(label)
+    return [
+        " / ".join(f"{v!r} ({counts[v]})" for v in sorted(spellings, key=lambda v: (-counts[v], v)))
+        for spellings in groups.values()
+        if len(spellings) > 1
+    ]
 
 
 def sort_classes(names) -> list[str]:
@@ -137,9 +178,8 @@ class ImageDataModule(pl.LightningDataModule):
             raise DataError(f"data.val_fraction={val_fraction} must be in [0, 1).")
         if subset is not None and int(subset) < 1:
             raise DataError(f"data.subset={subset} must be a positive number of images (or null for all).")
-        if image_size is None or int(image_size) < 1:
-            raise DataError(f"data.image_size={image_size!r} must be a positive number of pixels.")
         check_loader_values(batch_size, num_workers, max_pixels, error=DataError)
+        check_image_size(image_size, batch_size)  # before any image is read
         if interpolation not in sources.INTERPOLATIONS:
             raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
         self.root = Path(os.path.expanduser(str(root))) if root not in (None, "???") else None
@@ -171,6 +211,19 @@ class ImageDataModule(pl.LightningDataModule):
     def has_test_images(self) -> bool:
         """Whether there is a test set to check before training (a challenge may come without one yet)."""
         return (self.root / self.test_dir).is_dir()
+
+    def known_classes(self) -> tuple[set[str] | None, str, bool]:
+        """What can be known of the data's classes without reading an image: (names, where from,
+        whether they are all the classes). All of them come from the training labels; a solution file's
+        labels (the test labels) are some of them. (None, "", False): nothing can be known. Never from
+        a sample submission: its label column may hold placeholders."""
+        return None, "", False
+
+    def train_labels_source(self) -> str:
+        return "the training labels"
+
+    def test_labels_source(self) -> str:
+        return "the test split"
 
     def _cache_fits(self, n: int) -> bool:
         if self.cache in (True, "true", "always"):
@@ -267,6 +320,14 @@ class ImageDataModule(pl.LightningDataModule):
         items = self.read_train(problems)
         if self.classes is None:
             self.classes = sort_classes(items.labels)
+            variants = case_variants(items.labels)
+            if variants:
+                log.warning(
+                    "Labels that differ only in case are separate classes: %s (images each) in %s. If each "
+                    "pair is one class, write it one way.",
+                    "; ".join(variants),
+                    self.train_labels_source(),
+                )
         if len(self.classes) < 2:
             raise DataError(
                 f"The training labels name a single class ({self.classes}); a classifier needs at "
@@ -327,7 +388,16 @@ class ImageDataModule(pl.LightningDataModule):
         labels = None
         if items.labels is not None and self.classes is not None:
             known = set(self.classes)
-            labels = self.label_indices(items.labels, "The test labels") if set(items.labels) <= known else None
+            unknown = sorted(set(items.labels) - known)
+            if unknown:
+                log.warning(
+                    "The test labels of %s hold label(s) that are not one of the classes: %s (the classes: %s); "
+                    "the test set is not scored (no test error, no accuracy). Correct those labels there.",
+                    self.test_labels_source(),
+                    ", ".join(repr(u) for u in unknown[:20]),
+                    ", ".join(self.classes[:20]) + (", ..." if len(self.classes) > 20 else ""),
+                )
+            labels = self.label_indices(items.labels, "The test labels") if not unknown else None
         self.test_set = ImageDataset(images, labels, self.image_size, self.interpolation, max_pixels=self.max_pixels)
 
     @property
@@ -419,6 +489,24 @@ class ChallengeDataModule(ImageDataModule):
         self.train_csv, self.train_dir, self.test_dir = train_csv, train_dir, test_dir
         self.sample_submission, self.solution = sample_submission, solution
 
+    def known_classes(self) -> tuple[set[str] | None, str, bool]:
+        train = self.root / self.train_csv
+        names = sources.label_names(train, self.id_col, self.label_col, "Training CSV (data.train_csv)")
+        if names is not None:
+            return names, f"the labels of training CSV {train}", True
+        if self.solution:
+            solution = self.root / self.solution
+            names = sources.label_names(solution, self.id_col, self.label_col, "Solution file (data.solution)")
+            if names is not None:
+                return names, f"the labels of solution file {solution}", False
+        return None, "", False
+
+    def train_labels_source(self) -> str:
+        return f"training CSV {self.root / self.train_csv}"
+
+    def test_labels_source(self) -> str:
+        return f"solution file {self.root / self.solution} (data.solution)"
+
     def read_train(self, problems: Problems | None = None) -> Items:
         return sources.challenge_train(
             self.root,
@@ -459,11 +547,20 @@ class FolderDataModule(ImageDataModule):
         self._require_root()
         self.train_dir, self.test_dir = train_dir, test_dir
 
+    def known_classes(self) -> tuple[set[str] | None, str, bool]:
+        names = sources.folder_class_names(self.root, self.train_dir)
+        return names, f"the class folders of {self.root / self.train_dir}", names is not None
+
+    def train_labels_source(self) -> str:
+        return f"the class folders of {self.root / self.train_dir}"
+
     def read_train(self, problems: Problems | None = None) -> Items:
-        return sources.folder_train(self.root, self.train_dir)
+        return sources.folder_train(self.root, self.train_dir, problems, skip=self.on_bad_image == "skip")
 
     def read_test(self, problems: Problems | None = None) -> Items:
-        items, _ = sources.challenge_test(self.root, self.test_dir, None, self.id_col)
+        items, _ = sources.challenge_test(
+            self.root, self.test_dir, None, self.id_col, problems=problems, skip=self.on_bad_image == "skip"
+        )
         return items
 
 
@@ -479,6 +576,9 @@ class FashionMNISTDataModule(ImageDataModule):
     def __init__(self, root: str | None = None, download: bool = False, **common):
         super().__init__(root, **common)
         self.download = download
+
+    def known_classes(self) -> tuple[set[str] | None, str, bool]:
+        return set(fashion_mnist.CLASSES), "Fashion-MNIST's ten classes", True
 
     def read_train(self, problems: Problems | None = None) -> Items:
         return fashion_mnist.read(None if self.root is None else str(self.root), "train", self.download)

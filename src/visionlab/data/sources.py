@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -212,7 +213,12 @@ def read_table(
 
 class ImageFolderIndex:
     """Resolves ids (with or without extension, optionally in sub-folders) to files inside one
-    folder, refusing anything that would leave it (absolute paths, '..', symlinks pointing out)."""
+    folder, refusing anything that would leave it (absolute paths, '..', symlinks pointing out: a
+    challenge folder from anyone must not read the rest of the disk) and anything that is not a
+    regular file (FIFOs, devices, folders). Links inside the folder are followed. A refused entry is
+    named in the error (or skipped with data.on_bad_image=skip), never dropped without a word. Names
+    match under Unicode normalisation (NFC): a CSV's 'café.png' finds the file that macOS wrote
+    decomposed (NFD)."""
 
     def __init__(self, directory: Path, what: str, key: str):
         if not directory.is_dir():
@@ -222,30 +228,59 @@ class ImageFolderIndex:
             )
         self.directory = directory
         self.real = directory.resolve()
+        self.files: list[str] = []  # regular files (or links to them), as named on disk
+        # name -> the name on disk: every entry under its own name and, where that differs, its NFC form
         self.by_name: dict[str, str] = {}
         self.by_stem: dict[str, list[str]] = {}
-        self.special: set[str] = set()  # FIFOs, sockets, devices: never opened
+        self.special: dict[str, str] = {}  # FIFOs, sockets, devices: never opened
+        self.folders: dict[str, str] = {}  # sub-folders, also those named like an image (x.png/)
         self.broken: dict[str, str] = {}  # links that loop or point to nothing: reported like missing files
+        self.broken_names: dict[str, str] = {}  # name (and NFC form) -> the name on disk
         with os.scandir(directory) as it:
             for entry in it:
                 if entry.is_symlink() and (reason := _broken_link(entry.path)):
                     self.broken[entry.name] = reason
+                    _add_name(self.broken_names, entry.name)
                     continue
                 if entry.is_dir():
+                    _add_name(self.folders, entry.name)
                     continue
                 if not entry.is_file():
-                    self.special.add(entry.name)
+                    _add_name(self.special, entry.name)
                     continue
-                self.by_name[entry.name] = entry.name
+                self.files.append(entry.name)
+                _add_name(self.by_name, entry.name)
                 stem, ext = os.path.splitext(entry.name)
                 if ext.lower() in IMAGE_EXTENSIONS:
-                    self.by_stem.setdefault(stem, []).append(entry.name)
+                    for key_ in dict.fromkeys((stem, nfc(stem))):
+                        self.by_stem.setdefault(key_, []).append(entry.name)
 
-    def inside(self, path: Path) -> bool:
-        try:
-            return path.resolve().is_relative_to(self.real)
-        except (OSError, RuntimeError):
-            return False
+    @staticmethod
+    def _lookup(names: dict[str, str], name: str) -> str | None:
+        """The entry of `names` that id `name` means: itself, or with an image extension (`x` -> `x.png`),
+        under its own spelling first, then under NFC."""
+        for form in dict.fromkeys((name, nfc(name))):
+            if form in names:
+                return names[form]
+        for form in dict.fromkeys((name, nfc(name))):
+            for key_, found in names.items():
+                stem, ext = os.path.splitext(key_)
+                if stem == form and ext.lower() in IMAGE_EXTENSIONS:
+                    return found
+        return None
+
+    def _file(self, name: str) -> tuple[str | None, str | None]:
+        """(the regular file that `name` means, None), (None, why not) or (None, None) when none."""
+        for form in dict.fromkeys((name, nfc(name))):
+            if form in self.by_name:
+                return self.by_name[form], None
+        for form in dict.fromkeys((name, nfc(name))):
+            found = list(dict.fromkeys(self.by_stem.get(form, ())))
+            if len(found) == 1:
+                return found[0], None
+            if len(found) > 1:
+                return None, f"ambiguous: several files are named {name}.* ({found}); give the extension"
+        return None, None
 
     def resolve(self, image_id: str) -> tuple[Path | None, str | None]:
         """(path, None) or (None, reason)."""
@@ -253,55 +288,44 @@ class ImageFolderIndex:
         if pure.is_absolute() or ".." in pure.parts or (len(image_id) > 1 and image_id[1] == ":"):
             return None, "refused: resolves outside the image folder"
         name = str(pure)
-        broken = (
-            name
-            if name in self.broken
-            else next(
-                (
-                    n
-                    for n in self.broken
-                    if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-                ),
-                None,
-            )
-        )
-        if broken and name not in self.by_name and len(self.by_stem.get(name, ())) == 0:
-            return None, self.broken[broken]
-        special = (
-            name
-            if name in self.special
-            else next(
-                (
-                    n
-                    for n in self.special
-                    if os.path.splitext(n)[0] == name and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-                ),
-                None,
-            )
-        )
-        if special and name not in self.by_name and len(self.by_stem.get(name, ())) == 0:
-            inside = self.inside(self.directory / special)
-            return None, (
-                "refused: not a regular file" if inside else "refused: a link that points outside the image folder"
-            )
-        if name in self.by_name:
-            found = self.by_name[name]
-        elif len(self.by_stem.get(name, ())) == 1:
-            found = self.by_stem[name][0]
-        elif len(self.by_stem.get(name, ())) > 1:
-            return None, f"ambiguous: several files are named {name}.* ({self.by_stem[name]}); give the extension"
-        elif "/" in name:  # id in a sub-folder
-            found = next(
-                (name + ext for ext in ("",) + IMAGE_EXTENSIONS if (self.directory / (name + ext)).is_file()), None
-            )  # is_file: no FIFOs
-            if found is None:
+        found, reason = self._file(name)
+        if reason:
+            return None, reason
+        if found is None:
+            broken = self._lookup(self.broken_names, name)
+            if broken is not None:
+                return None, self.broken[broken]
+            special = self._lookup(self.special, name)
+            if special is not None:
+                link = os.path.islink(self.directory / special)
+                return None, (
+                    "refused: a link to something that is not a regular file (a FIFO, socket or device)"
+                    if link
+                    else "refused: not a regular file (a FIFO, socket or device)"
+                )
+            if self._lookup(self.folders, name) is not None:
+                return None, "is a folder, not an image"
+            if "/" not in name:
                 return None, "missing: no such file"
-        else:
-            return None, "missing: no such file"
+            # an id in a sub-folder
+            base = self.directory / name
+            found = next((name + ext for ext in ("",) + IMAGE_EXTENSIONS if Path(f"{base}{ext}").is_file()), None)
+            if found is None:  # is_file: no FIFOs
+                if base.is_dir():
+                    return None, "is a folder, not an image"
+                if base.is_symlink() and (why := _broken_link(str(base))):
+                    return None, why
+                return None, "missing: no such file"
         path = self.directory / found
         if not self.inside(path):
             return None, "refused: a link that points outside the image folder"
         return path, None
+
+    def inside(self, path: Path) -> bool:
+        try:
+            return path.resolve().is_relative_to(self.real)
+        except (OSError, RuntimeError):
+            return False
 
     def resolve_all(
         self, ids: list[str], what: str, key: str, problems: Problems | None = None, skip: bool = False
@@ -330,16 +354,22 @@ class ImageFolderIndex:
         return paths
 
     def image_files(self) -> list[str]:
-        left_out = [
-            f"{n}: {r}" for n, r in sorted(self.broken.items()) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
-        ]
-        if left_out:
-            log.warning("Leaving out %d broken link(s) in %s:\n%s", len(left_out), self.directory, listing(left_out))
-        return sorted(
-            n
-            for n in self.by_name
-            if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS and self.inside(self.directory / n)
-        )
+        """The folder's entries named like images, sorted: its image files, and the links pointing out,
+        dangling links, link loops, special files and folders named like an image, which resolve()
+        then names as unusable: none is left out without a word."""
+        names = set(self.files) | set(self.broken) | set(self.special.values()) | set(self.folders.values())
+        return sorted(n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+
+
+def nfc(name: str) -> str:
+    """A file name in Unicode's composed form (NFC): macOS writes names decomposed (NFD), CSVs hold NFC."""
+    return unicodedata.normalize("NFC", name)
+
+
+def _add_name(names: dict[str, str], name: str) -> None:
+    """Index `name` under itself and under its NFC form (an exact name always wins over a normalised one)."""
+    names[name] = name
+    names.setdefault(nfc(name), name)
 
 
 def _broken_link(path: str) -> str | None:
@@ -413,25 +443,28 @@ def challenge_test(
         ids = index.image_files()
         if not ids:
             raise DataError(f"Test image folder {root / test_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
-        paths = [index.directory / i for i in ids]
+        # dangling links, special files, folders named like an image: named (or skipped), never dropped
+        paths = index.resolve_all(ids, f"test image folder {root / test_dir}", "data.test_dir", found, skip)
     labels = None
     if solution and (root / solution).is_file():
         with found.collecting():
             sol = read_table(root / solution, id_col, label_col, "Solution file (data.solution)", problems=found)
-            truth = dict(zip(sol[id_col], sol[label_col]))
-            missing = [i for i in ids if i not in truth]
+            truth = {nfc(k): v for k, v in zip(sol[id_col], sol[label_col])}  # ids as the file names: NFC or NFD
+            missing = [i for i in ids if nfc(i) not in truth]
             if missing:
                 raise DataError(
                     f"Solution file {root / solution} has no label for {len(missing)} test id(s):\n{listing(missing)}"
                 )
-            labels = [truth[i] for i in ids]
+            labels = [truth[nfc(i)] for i in ids]
     if own is not None:
         own.raise_if_any()
     return Items(ids, paths, labels), sample
 
 
-def folder_train(root: Path, train_dir: str) -> Items:
-    """One sub-folder per class: <train_dir>/<class name>/<image>."""
+def folder_train(root: Path, train_dir: str, problems: Problems | None = None, skip: bool = False) -> Items:
+    """One sub-folder per class: <train_dir>/<class name>/<image>. Entries named like images that
+    cannot be used (dangling links, ...) are reported (to `problems` when given, else raised) unless
+    `skip`: then they are Unusable, left out like unreadable images."""
     base = root / train_dir
     if not base.is_dir():
         raise DataError(
@@ -441,9 +474,11 @@ def folder_train(root: Path, train_dir: str) -> Items:
     ids, paths, labels = [], [], []
     for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         index = ImageFolderIndex(class_dir, "Class folder", "data.train_dir")
-        for name in index.image_files():
+        names = index.image_files()
+        found = index.resolve_all(names, f"class folder {class_dir}", "data.train_dir", problems, skip)
+        for name, path in zip(names, found):
             ids.append(f"{class_dir.name}/{name}")
-            paths.append(class_dir / name)
+            paths.append(path)
             labels.append(class_dir.name)
     if not ids:
         raise DataError(
@@ -451,6 +486,33 @@ def folder_train(root: Path, train_dir: str) -> Items:
             "data=folder: <train_dir>/<class name>/<image file>."
         )
     return Items(ids, paths, labels)
+
+
+def label_names(path: Path, id_col: str, label_col: str, what: str) -> set[str] | None:
+    """The label values of a labelled CSV (training CSV, solution file), or None where the file is
+    absent or cannot be read as one (a predict that does not need it must not fail on it)."""
+    if not path.is_file():
+        return None
+    try:
+        df = read_table(path, id_col, label_col, what, problems=Problems())  # rows with problems left out
+    except DataError:
+        return None
+    return set(df[label_col]) or None
+
+
+def folder_class_names(root: Path, train_dir: str) -> set[str] | None:
+    """data=folder's classes: the sub-folders of <train_dir> that hold an image file (None: no such folder)."""
+    base = root / train_dir
+    if not base.is_dir():
+        return None
+    try:
+        return {
+            d.name
+            for d in base.iterdir()
+            if d.is_dir() and any(os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS for f in os.listdir(d))
+        } or None
+    except OSError:
+        return None
 
 
 # ----------------------------------------------------------------------------- decoding
