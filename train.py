@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from visionlab.argv import fix_sys_argv
+from visionlab.preflight import check_output_folder
 from visionlab.sweep import check_resume_argument, register_resolvers
 from visionlab.typos import check_override_keys
 
@@ -32,4 +33,5 @@ if __name__ == "__main__":
     check_override_keys(config_name="train")  # a misspelt key: ours at once, not Hydra's `+key` advice
     fix_sys_argv()  # sweep job paths (model.bn=true,optimizer=sgd) work unquoted
     check_resume_argument()  # a bad resume= fails here, in one line, before Hydra makes any folder
+    check_output_folder()  # an output folder that cannot be written: one line, not Hydra's traceback
     main()

@@ -20,6 +20,33 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo"
 
+
+# ----------------------------------------------------------------------------- tests that time themselves
+# The suite runs on two xdist workers (pyproject's addopts). A test marked `exclusive` (its assertion is
+# a wall time) runs with the other worker idle: every test holds a shared lock on one file while it
+# runs, an exclusive test the exclusive lock. The gate lock keeps the other worker from starting a new
+# test while an exclusive one waits for the current one to end.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Around a test's whole run, its fixtures' set-up included (a module's shared sweep is made there)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in every worker of one pytest run
+    if not run:  # one process: nothing runs beside a test
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    locks = Path(tempfile.gettempdir()) / f"visionlab-tests-{run}"
+    locks.mkdir(exist_ok=True)
+    exclusive = item.get_closest_marker("exclusive") is not None
+    with open(locks / "gate", "a") as gate, open(locks / "tests", "a") as tests:
+        fcntl.flock(gate, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(tests, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if not exclusive:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+
+
 # Each class gets a clearly different colour, so a tiny model can learn something.
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220), (220, 220, 40), (200, 40, 200), (40, 200, 200)]
 # Formats cycled through for the training images: colour JPEGs plus awkward PNG modes.

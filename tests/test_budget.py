@@ -47,6 +47,7 @@ def test_a_bad_budget_fails_in_one_line_before_any_data_is_read(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_a_budget_run_ends_within_ten_percent_of_its_budget_with_the_schedule_complete(tmp_path):
     """budget=40s on 2,000 images: trainer.max_epochs=1 is replaced by the plan (many epochs), every
     planned epoch runs (the one-cycle schedule, built from max_epochs, ends), and the run's wall time

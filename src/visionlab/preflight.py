@@ -1,16 +1,22 @@
 """Checks of a composed config that need neither the data nor the model: the entry points run them
 before the seconds of importing Lightning and loading images, so a typo fails at once, in one line.
-Also the clean-up of the folder Hydra made for a run that stopped at such a check."""
+Also the clean-up of the folder Hydra made for a run that stopped at such a check, and the check, from
+the command line, that the folder Hydra would make can be made."""
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from visionlab.budget import check_budget
-from visionlab.errors import ConfigError, InputError
+from visionlab.errors import ConfigError, InputError, load_failure
 
 NO_GPU = "no CUDA GPU visible; use trainer.accelerator=auto or cpu"
 NON_NEGATIVE = ("lr", "weight_decay", "momentum")
@@ -86,13 +92,306 @@ def check_pretrained(cfg: DictConfig) -> None:
         check_download_possible(str(model.get("name")))
 
 
+# ----------------------------------------------------------------------------- value types
+
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+TYPED_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer")  # built from their _target_
+# names in annotations that a config value never is, or that only wrap the others
+# (torch's optimizers take `lr: float | Tensor`)
+TRANSPARENT = {"Optional", "Union", "typing", "Tensor", "torch"}
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of `module`, found without importing it (nor Lightning or torch behind it)."""
+    top, *rest = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name: located, not imported
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if not spec.submodule_search_locations:
+        return Path(spec.origin) if not rest and spec.origin and spec.origin.endswith(".py") else None
+    base = Path(list(spec.submodule_search_locations)[0]).joinpath(*rest)
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: Path) -> ast.Module | None:
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+
+
+def _find_def(module: str, name: str, depth: int = 0):
+    """(the class or function definition of `module`.`name`, the module that defines it), read from
+    the source: through `from ... import name`, and for a package, in its modules (a lazy
+    `__getattr__`, as visionlab.data's)."""
+    path = _module_file(module)
+    tree = _parsed(path) if path is not None else None
+    if tree is None or depth > 6:
+        return None
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == name:
+            return node, module
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    parts = package.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+                    source = ".".join(p for p in (base, node.module or "") if p)
+                    return _find_def(source, alias.name, depth + 1)
+    if path.name == "__init__.py":
+        for sibling in sorted(path.parent.glob("*.py")):
+            tree = _parsed(sibling)
+            for node in tree.body if tree is not None else ():
+                if isinstance(node, ast.ClassDef) and node.name == name:
+                    return node, f"{module}.{sibling.stem}"
+    return None
+
+
+def _params(node, module: str, depth: int = 0) -> dict:
+    """{keyword: (annotation, default)} of a function, or of a class's __init__ with those of the
+    parents its **kwargs go on to."""
+    if isinstance(node, ast.ClassDef):
+        init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+        params = _signature(init) if init is not None else {}
+        if (init is None or init.args.kwarg is not None) and depth < 6:
+            for base in node.bases:
+                found = _find_def(module, base.id) if isinstance(base, ast.Name) else None
+                if found is not None:
+                    for key, value in _params(*found, depth + 1).items():
+                        params.setdefault(key, value)
+        return params
+    return _signature(node)
+
+
+def _signature(fn: ast.FunctionDef) -> dict:
+    args = fn.args
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    out = {a.arg: (a.annotation, d) for a, d in zip(positional, defaults) if a.arg != "self"}
+    out.update({a.arg: (a.annotation, d) for a, d in zip(args.kwonlyargs, args.kw_defaults)})
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def target_numbers(target: str) -> dict[str, tuple[str, bool, str]]:
+    """The keywords of `target` (a dotted `_target_`) that take numbers, read from its source without
+    importing it: {keyword: ("int" or "number", bool accepted too, how it is declared)}. From the
+    annotation where there is one (int | None, float, Union[int, float]...); else from the default's
+    type (dropout=0.3). Keywords that take anything else too (a string, a list) are left out."""
+    module, _, name = target.rpartition(".")
+    found = _find_def(module, name) if module else None
+    if found is None:
+        return {}
+    out = {}
+    for key, (annotation, default) in _params(*found).items():
+        declared = ast.unparse(annotation) if annotation is not None else None
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):  # a string annotation
+            try:
+                annotation = ast.parse(annotation.value, mode="eval").body
+            except SyntaxError:
+                continue
+        if annotation is None:
+            value = default.value if isinstance(default, ast.Constant) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[key] = ("number", False, f"default {value!r}")  # an unannotated int default: any number
+            continue
+        names = {n.id for n in ast.walk(annotation) if isinstance(n, ast.Name)}
+        names |= {n.attr for n in ast.walk(annotation) if isinstance(n, ast.Attribute)}
+        names |= {"None" for n in ast.walk(annotation) if isinstance(n, ast.Constant) and n.value is None}
+        core = names - TRANSPARENT - {"None"}
+        if core and core <= {"int", "float", "bool"} and core & {"int", "float"}:
+            out[key] = ("number" if "float" in core else "int", "bool" in core, declared)
+    return out
+
+
+def _wrong_type(value, kind: str, bool_ok: bool) -> bool:
+    if value is None:  # null: the code fills it in (data.image_size) or the target takes it
+        return False
+    if isinstance(value, bool):
+        return not bool_ok
+    if isinstance(value, int):
+        return False
+    return not (isinstance(value, float) and kind == "number")
+
+
+def _type_error(key: str, value, kind: str, declared: str | None = None, example=None) -> ConfigError:
+    what = "a whole number" if kind == "int" else "a number"
+    why = f" ({declared})" if declared else ""
+    hint = f", e.g. {key}={example}" if example is not None else ""
+    return ConfigError(f"{key}={value!r} must be {what}{why}{hint}.")
+
+
+def check_value_types(cfg: DictConfig) -> None:
+    """Every numeric key, by the type its target declares (or its default's type), before anything is
+    imported or read: seed=abc or model.dropout=0.2x fail here in one line naming the key, instead of
+    in torch or in the data split with a traceback. Top-level keys against conf/train.yaml's defaults."""
+    top = OmegaConf.load(CONF_DIR / "train.yaml") if (CONF_DIR / "train.yaml").is_file() else {}
+    for key, default in top.items() if top else ():
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and key in cfg:
+            kind = "int" if isinstance(default, int) else "number"
+            value = cfg.get(key)
+            if _wrong_type(value, kind, False):
+                raise _type_error(key, value, kind, example=default)
+    threads = cfg.get("threads")
+    if threads is not None:
+        from visionlab.parallel import _positive, _unset  # cheap: no torch until threads are applied
+
+        if not _unset(threads):
+            _positive(threads)
+    for group in TYPED_GROUPS:
+        node = cfg.get(group)
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if not target:
+            continue
+        numbers = target_numbers(str(target))
+        for key in node.keys():
+            if key not in numbers or OmegaConf.is_missing(node, key):
+                continue
+            try:
+                value = node[key]
+            except Exception:  # an interpolation that resolves only inside a run (${hydra:...})
+                continue
+            kind, bool_ok, declared = numbers[key]
+            if _wrong_type(value, kind, bool_ok):
+                name = str(target).rpartition(".")[2]
+                raise _type_error(f"{group}.{key}", value, kind, f"{name} takes {key}: {declared}")
+
+
+def check_epochs_end(cfg: DictConfig) -> None:
+    """trainer.max_epochs=-1 trains until early stopping ends it; without a validation split there is
+    none: the run would never end."""
+    trainer = cfg.get("trainer") or {}
+    data = cfg.get("data") or {}
+    if trainer.get("max_epochs") != -1 or cfg.get("budget") is not None:
+        return
+    if (trainer.get("max_steps") or -1) > 0 or trainer.get("max_time"):
+        return  # another limit ends it
+    val_fraction = data.get("val_fraction")
+    if _number(val_fraction) and val_fraction == 0:
+        raise ConfigError(
+            "trainer.max_epochs=-1 trains until early stopping ends it, and data.val_fraction=0 leaves no "
+            "validation split, so early stopping is off: the run would never end. Give trainer.max_epochs=N, "
+            "or a validation split (data.val_fraction=0.1)."
+        )
+
+
+def check_ckpt_path(cfg: DictConfig) -> None:
+    """ckpt_path= (start training from a Lightning checkpoint): a file torch reads safely, holding what
+    Lightning restores. Not for resume=, which picks its own run's checkpoint."""
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path or cfg.get("resume"):
+        return
+    path = Path(str(ckpt_path)).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(
+            f"ckpt_path={str(ckpt_path)!r} {what}. Give a checkpoint file, e.g. <run>/checkpoints/last.ckpt "
+            "(or continue an interrupted run with resume=<run folder>)."
+        )
+    import torch  # only when a checkpoint is given
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # the weights not read
+    except Exception:
+        try:  # without mmap: torch's own reason (mmap refuses anything but a zip file first)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise InputError(
+                f"ckpt_path={str(ckpt_path)!r} is not a loadable checkpoint: {load_failure(e, path)}."
+            ) from None
+    if not isinstance(state, dict) or "state_dict" not in state or "pytorch-lightning_version" not in state:
+        raise InputError(
+            f"ckpt_path={str(ckpt_path)!r} is not a Lightning training checkpoint (no model state and loop "
+            "state in it). Give a last.ckpt written by python train.py."
+        )
+    if "optimizer_states" not in state:
+        raise InputError(
+            f"ckpt_path={str(ckpt_path)!r} holds the weights only (best.ckpt is written without the "
+            "optimizer state that continuing needs). Give the run's checkpoints/last.ckpt."
+        )
+
+
+# ----------------------------------------------------------------------------- the output folder
+
+
+INFO_FLAGS = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def output_folder_problem(argv: list[str] | None = None, config_name: str = "train") -> str | None:
+    """Why the folder a run (or a sweep) of this command line would write into cannot be made or
+    written, in one line; None when it can. Hydra would fail making it with a traceback."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from visionlab.argv import FLAGS_WITH_VALUE
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(t.split("=", 1)[0] in INFO_FLAGS for t in argv):
+        return None  # nothing is written
+    multirun = "-m" in argv or "--multirun" in argv
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given, skip = {}, False
+    parser = OverridesParser.create()
+    for token in argv:
+        if skip or token.startswith("-"):
+            skip = token in FLAGS_WITH_VALUE
+            continue
+        try:
+            [override] = parser.parse_overrides([token])
+            given[override.key_or_group] = override.value()
+        except Exception:
+            continue  # Hydra says what is wrong with it
+    if not multirun and given.get("resume"):
+        text = str(given["resume"])
+    elif isinstance(given.get(key), str):
+        text = given[key]
+    else:
+        text = f"outputs/{config_name}/{'multiruns' if multirun else 'runs'}/"
+    prefix = text.split("${", 1)[0]  # what does not depend on the time or the run's name
+    if "${" in text and not prefix.endswith("/"):
+        prefix = os.path.dirname(prefix)  # a folder name begun before the interpolation
+    folder = Path(prefix or ".").expanduser()
+    folder = folder if folder.is_absolute() else Path.cwd() / folder
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if key in given or "resume" in given:
+        how = f"give {key}=DIR, a folder you can write" if key in given else "copy the run somewhere writable"
+    else:
+        how = f"run from a folder where outputs/ can be written, or give {key}=DIR"
+    if not existing.is_dir():
+        return f"cannot make the output folder {folder}: {existing} is a file, not a folder. Move it, or {how}."
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write into the output folder {folder}: {existing} is read-only; {how}."
+    return None
+
+
+def check_output_folder(argv: list[str] | None = None, config_name: str = "train") -> None:
+    """The entry point's check, before Hydra makes the folder: one line, exit 1."""
+    problem = output_folder_problem(argv, config_name)
+    if problem:
+        raise SystemExit(f"error: {problem}")
+
+
 def check_train(cfg: DictConfig) -> None:
     check_training_values(cfg)
     data = cfg.get("data") or {}
     check_loader_values(data.get("batch_size", 1), data.get("num_workers", 0), data.get("max_pixels"))
+    check_value_types(cfg)
+    check_epochs_end(cfg)
     check_budget(cfg)
     check_accelerator(cfg)
     check_data_root(cfg)
+    check_ckpt_path(cfg)
     check_pretrained(cfg)
 
 

@@ -185,6 +185,8 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     check_stored_config(saved, str(run_dir / ".hydra" / "config.yaml"))
     saved.resume = str(run_dir)
     saved.ckpt_path = None
+    recorded = read_result(run_dir).get("epochs")
+    done = [recorded] if isinstance(recorded, int) and not isinstance(recorded, bool) else []  # epochs trained
     for name in ("last.ckpt", "best.ckpt"):
         candidate = run_dir / "checkpoints" / name
         if candidate.is_file():
@@ -197,7 +199,18 @@ def resume_config(cfg: DictConfig) -> DictConfig:
                 log.warning("%s has no optimizer state to resume from.", candidate)
                 continue
             saved.ckpt_path = str(candidate)
+            progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+            epoch = progress.get("processed", state["epoch"] + 1 if isinstance(state.get("epoch"), int) else None)
+            done += [epoch] if isinstance(epoch, int) else []
             break
+    planned = (saved.get("trainer") or {}).get("max_epochs")
+    if done and isinstance(planned, int) and 1 <= planned < max(done) and not saved.get("budget"):
+        named = any(str(o).startswith("trainer.max_epochs=") for o in given)
+        raise ConfigError(  # Lightning would train nothing and call it complete
+            f"trainer.max_epochs={planned}{'' if named else ' (its config)'} is below the {max(done)} epochs "
+            f"{run_dir} has trained already: resume= continues a run, it cannot take epochs back. Give "
+            f"trainer.max_epochs above {max(done)} to train it longer, or start a new run."
+        )
     if saved.ckpt_path is None:
         log.warning(
             "%s has no readable checkpoint (interrupted in its first epoch?): training again from the start "
@@ -357,16 +370,15 @@ def run(cfg: DictConfig) -> float:
 
 
 def _complete(cfg: DictConfig, previous: dict) -> bool:
-    """A resumed run that completed and is not asked for more epochs than it trained."""
-    done, planned = previous.get("epochs"), cfg.trainer.get("max_epochs")
-    return (
-        bool(cfg.get("resume"))
-        and previous.get("status") == "completed"
-        and isinstance(done, int)
-        and planned is not None
-        and 0 <= planned <= done
-        and not cfg.get("budget")
-    )
+    """A resumed run that completed, resumed with nothing but resume= (an override asks for a change:
+    it goes through the usual checks and training)."""
+    if not cfg.get("resume") or previous.get("status") != "completed":
+        return False
+    given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    if any(not str(o).startswith("resume=") for o in given):
+        return False
+    done, planned = previous.get("epochs"), (cfg.get("trainer") or {}).get("max_epochs")
+    return isinstance(done, int) and planned is not None and 0 <= planned <= done and not cfg.get("budget")
 
 
 def _skip_job(out_dir: Path, refusal: InputError) -> float:
