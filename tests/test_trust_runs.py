@@ -322,9 +322,10 @@ def test_a_sweep_run_again_into_its_folder_skips_finished_jobs_and_refuses_busy_
         again = sweep(ch, sweep_dir, tmp_path)
     finally:
         busy.release()
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode != 0, again.stderr[-3000:]  # the sweep went on, and says what it refused
     output = again.stdout + again.stderr
     assert f"Refused {jobs[0]}" in output and "in use by process" in output
+    assert "error: 1 job(s) refused, their folders left as they were: model.bn=true: run folder" in again.stderr
     assert f"Skipped {jobs[1]}" in output
     assert {p: digest(p) for p in files if p.is_file()} == files  # every file of the first sweep as it was
     assert all(p.read_text().startswith(text) for p, text in logs.items())  # the logs only appended to

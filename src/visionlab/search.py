@@ -5,11 +5,18 @@ Needs the search extra: pip install -e ".[search]"."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import math
 import os
+import re
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+
+from visionlab.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +56,75 @@ def _sqlite_file(storage: str) -> Path | None:
     return Path(storage[len("sqlite:///") :]) if str(storage).startswith("sqlite:///") else None
 
 
+class StudyFileError(InputError):
+    """optuna.db is there but holds no readable study: empty, not SQLite, or damaged."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def study_file_problem(path) -> str | None:
+    """What is wrong with the study file `path` (None: nothing, or no file). Looked at before Optuna
+    opens it: Optuna takes an empty or table-less file for a new database and starts a new study in it,
+    beside the old trials' folders (numbering its trials from 0 again); a damaged one ends in a long
+    SQLAlchemy traceback."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if size == 0:
+        return "is empty (0 bytes)"
+    if head != SQLITE_HEADER:
+        return f"is not an SQLite database (it starts with {_describe_head(head)})"
+    try:
+        with closing(sqlite3.connect(path, timeout=10)) as db:  # read-write: a killed writer's journal is undone
+            check = db.execute("PRAGMA quick_check").fetchone()
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        if "locked" in str(e) or "busy" in str(e):  # another process writes it: not damaged
+            return None
+        return f"is a corrupt SQLite database ({e})"
+    if not check or check[0] != "ok":
+        return f"is a corrupt SQLite database (its integrity check says: {check[0] if check else 'nothing'})"
+    if "studies" not in tables:
+        return "is an SQLite database without Optuna's tables (no study in it)"
+    return None
+
+
+def _describe_head(head: bytes) -> str:
+    text = head.decode("utf-8", errors="replace")
+    line = text.splitlines()[0] if text.strip() else ""
+    return f"the text {line!r}" if line and line.isprintable() else f"the bytes {head[:8]!r}"
+
+
+def check_study_file(path) -> None:
+    """StudyFileError, in one line naming the file, what is wrong and the fix, when `path` holds no
+    readable study."""
+    path = Path(path)
+    problem = study_file_problem(path)
+    if problem:
+        raise StudyFileError(
+            f"{path} {problem}: no study can be read from it, so the search cannot continue. Restore {path.name} "
+            f"from a copy to continue it, or remove {path} to start a new study (the old trials' folders in "
+            f"{path.parent} then stay, but are not in the study)."
+        )
+
+
 def open_study(storage: str, study_name: str | None = None):
-    """The stored study, or None when there is none yet (never creates a database file)."""
+    """The stored study, or None when there is none yet (never creates a database file).
+    StudyFileError when the file holds no readable study (study_file_problem)."""
     import optuna
 
     path = _sqlite_file(storage)
     if path is not None and not path.is_file():
         return None
+    if path is not None:
+        check_study_file(path)
     if study_name is None:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         if len(names) != 1:
@@ -80,7 +149,10 @@ def finished(trial) -> bool:
 
 def trials_left(storage, study_name, total) -> int:
     """hydra.sweeper.n_trials of experiment=search: the study's total less the trials already run."""
-    study = open_study(str(storage), None if study_name in (None, "") else str(study_name))
+    try:
+        study = open_study(str(storage), None if study_name in (None, "") else str(study_name))
+    except StudyFileError as e:  # a resolver: OmegaConf would wrap any Exception in a long traceback
+        raise SystemExit(f"error: {e}") from None
     done = 0 if study is None else sum(finished(t) for t in study.trials)
     if done:
         log.info("Study %s: %d of %d trials done, %d to go.", study.study_name, done, total, max(0, int(total) - done))
@@ -93,7 +165,9 @@ class SearchStudy(Callback):
     study holds (TRIAL_OFFSET_ENV). When the search continues
     an existing study, trials still 'running' there were cut short by a kill (one search process per
     study, as the README says): they are marked failed + interrupted, so the study and its report
-    account for them, and the search runs as many new trials instead."""
+    account for them, and the search runs as many new trials instead. A study file that cannot be read
+    (empty, not SQLite, damaged) stops the search here, in one line, before the sweeper opens it.
+    SystemExit, not an Exception: Hydra turns a callback's Exception into a warning and goes on."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
         import optuna
@@ -102,7 +176,10 @@ class SearchStudy(Callback):
         path = _sqlite_file(str(sweeper.storage))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        study = open_study(str(sweeper.storage), sweeper.get("study_name"))
+        try:
+            study = open_study(str(sweeper.storage), sweeper.get("study_name"))
+        except StudyFileError as e:
+            raise SystemExit(f"error: {e}") from None
         os.environ[TRIAL_OFFSET_ENV] = str(0 if study is None else len(study.trials))
         if study is None:
             return
@@ -116,3 +193,112 @@ class SearchStudy(Callback):
                 study.study_name,
                 ", ".join(str(t.number) for t in stale),
             )
+            if path is not None and any(path.parent.glob("*/result.json")):  # summary.csv says so now too
+                from visionlab.sweep import write_summary
+
+                write_summary(path.parent)
+
+
+# ----------------------------------------------------------------------------- summary.csv of a search
+
+_TRIAL_NUMBER = re.compile(r"trial=(\d+)(?:,|$)")
+NOT_IN_STUDY = "not in study"
+
+
+def _trial_number(run) -> int | None:
+    match = _TRIAL_NUMBER.match(str(run)) if isinstance(run, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _lock_held(folder: Path) -> bool:
+    """Whether a process holds the folder's run lock (visionlab.runlock: an flock on <folder>/.lock,
+    which the kernel drops when its holder dies). Unlike the pid written in the file (which a new
+    process may have by now) the flock itself says whether anyone runs there. Tried with a shared,
+    non-blocking flock, dropped at once: only asked of folders whose record or trial says running."""
+    try:
+        fd = os.open(Path(folder) / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no flock on this file system: the pid in the file is all there is
+        from visionlab.runlock import folder_in_use
+
+        return folder_in_use(folder)
+    finally:
+        os.close(fd)  # drops the shared lock, if taken
+    return False
+
+
+def _same_trial(record: dict, trial) -> bool:
+    """Whether the run's overrides carry the trial's parameters (a folder of an earlier study in the same
+    folder, whose optuna.db was removed, has the same number but other values)."""
+    given = dict(o.split("=", 1) for o in str(record.get("overrides") or "").split() if "=" in o)
+    return all(given.get(key, str(value)) == str(value) for key, value in trial.params.items() if " " not in str(value))
+
+
+def _study_state(trial, sweep_dir: Path, folder: Path | None = None) -> str:
+    """The study's state of a trial, as search_trials.csv writes it; a trial still `running` in the
+    study while no process holds its folder nor the sweep folder (the search process holds that one)
+    was killed with its search: `interrupted` (what the resume will mark it)."""
+    if trial.user_attrs.get(INTERRUPTED):
+        return INTERRUPTED
+    state = trial.state.name.lower()
+    if state == "running" and not ((folder is not None and _lock_held(folder)) or _lock_held(sweep_dir)):
+        return INTERRUPTED
+    return state
+
+
+def summary_in_trial_order(df, sweep_dir):
+    """summary.csv of a search folder (sweep.collect_results, when the folder holds optuna.db): one row per
+    trial in the study's order (the trial number, not the job number, which starts from 0 in every
+    session), with `trial` and `study_state` (the study's state of the trial: complete, fail, pruned,
+    interrupted, running); a trial without a folder gets a row too, a folder that is not in the study
+    (its number or values are not the study's) says `not in study`. A record still `running` whose folder
+    no process holds is `interrupted`."""
+    import pandas as pd
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        study = open_study(storage_url(sweep_dir))
+    except Exception as e:  # StudyFileError, a study being written: the rows as they are, in trial order
+        log.warning("summary.csv without the study's states: %s", e)
+        study = None
+    trials = {t.number: t for t in study.trials} if study is not None else {}
+    rows, seen = [], set()
+    for record in df.to_dict("records"):
+        number = _trial_number(record.get("run"))
+        folder = sweep_dir / str(record.get("run"))
+        trial = trials.get(number)
+        if trial is not None and number not in seen and _same_trial(record, trial):
+            seen.add(number)
+            state = _study_state(trial, sweep_dir, folder)
+        else:
+            state = NOT_IN_STUDY if study is not None else None
+        if record.get("status") == "running" and state != "running":  # "running": its folder is held
+            if state not in (None, NOT_IN_STUDY) or not _lock_held(folder):  # the study has it done or killed
+                record["status"] = INTERRUPTED  # killed with its search: nothing runs it
+        rows.append({**record, "trial": number, "study_state": state})
+    for number, trial in trials.items():
+        if number not in seen:
+            rows.append(
+                {
+                    "run": f"trial={number}",
+                    "trial": number,
+                    "study_state": _study_state(trial, sweep_dir),
+                    "error": "no folder of this trial (with a result.json) in the sweep folder",
+                }
+            )
+    rows.sort(
+        key=lambda r: (
+            math.inf if r["trial"] is None else r["trial"],
+            r["study_state"] == NOT_IN_STUDY,
+            str(r.get("run")),
+        )
+    )
+    out = pd.DataFrame(rows, columns=list(df.columns) + ["trial", "study_state"])
+    out["trial"] = out["trial"].astype("Int64")
+    first = [c for c in ("run", "status") if c in out.columns]
+    return out[first + ["trial", "study_state"] + [c for c in out.columns if c not in first + ["trial", "study_state"]]]

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from visionlab.search import INTERRUPTED, STUDY_FILE, open_study, storage_url  # noqa: E402
+from visionlab.search import INTERRUPTED, STUDY_FILE, StudyFileError, open_study, storage_url  # noqa: E402
 
 
 def is_search(sweep_dir: Path) -> bool:
@@ -82,7 +82,10 @@ def write_search_report(sweep_dir: Path, out_dir: Path | None = None) -> tuple[d
     sweep_dir = Path(sweep_dir)
     out_dir = Path(out_dir or sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(storage_url(sweep_dir))
+    try:
+        study = open_study(storage_url(sweep_dir))
+    except StudyFileError as e:  # the runs' part of the report stands; the search part says why it is missing
+        return {}, [f"No search part: {e}"]
     if study is None:
         return {}, [f"{sweep_dir / STUDY_FILE} holds no single study to report."]
     df = trials_table(study)

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -248,16 +249,21 @@ def read_result(run_dir: Path) -> dict:
 def collect_results(sweep_dir: Path) -> pd.DataFrame:
     import pandas as pd  # here, not at the top: `train.py --help` imports this module
 
+    from visionlab.search import STUDY_FILE, summary_in_trial_order
+
     rows = [read_result(path.parent) for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}"))]
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+        df = pd.DataFrame(columns=SUMMARY_COLUMNS)
     if "job" in df:
         df = df.sort_values("job", kind="stable")
     for col in SUMMARY_COLUMNS:
         if col not in df:
             df[col] = None
-    return df[SUMMARY_COLUMNS + [c for c in df.columns if c not in SUMMARY_COLUMNS and c != "history"]]
+    df = df[SUMMARY_COLUMNS + [c for c in df.columns if c not in SUMMARY_COLUMNS and c != "history"]]
+    if (Path(sweep_dir) / STUDY_FILE).is_file():  # experiment=search: the study's trial order and states
+        df = summary_in_trial_order(df, sweep_dir)
+    return df
 
 
 def format_table(df: pd.DataFrame) -> str:
@@ -298,6 +304,26 @@ def plain_optuna_logs() -> None:
         handler.setFormatter(logging.Formatter("[%(levelname)1.1s %(asctime)s] %(message)s"))
 
 
+REFUSED_DIR = ".refused"  # <sweep>/.refused/<job>: why a job of this sweep was refused (train._skip_job)
+
+
+def record_refusal(job_dir: Path, reason: str) -> None:
+    """A refused job's folder holds another run's record, which stays as it is: the refusal goes beside."""
+    folder = Path(job_dir).parent / REFUSED_DIR
+    folder.mkdir(exist_ok=True)
+    write_bytes_atomically(folder / Path(job_dir).name, reason.encode())
+
+
+def take_refusals(sweep_dir: Path) -> dict[str, str]:
+    """The jobs this sweep refused, {job: reason}; the records are removed once read."""
+    folder = Path(sweep_dir) / REFUSED_DIR
+    if not folder.is_dir():
+        return {}
+    refused = {p.name: p.read_text() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+    shutil.rmtree(folder, ignore_errors=True)
+    return refused
+
+
 def lock_sweep(sweep_dir: Path):
     """One sweep per sweep folder: a second sweep into it (hydra.sweep.dir=, a search resumed twice)
     stops here, in one line, before anything of the first is overwritten."""
@@ -319,6 +345,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         self.lock = lock_sweep(sweep_dir)  # before the launcher writes multirun.yaml or any job's .hydra
+        take_refusals(sweep_dir)  # an earlier sweep's, killed before its end: not this one's
         if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
             plain_optuna_logs()
         os.environ[SWEPT_KEYS_ENV] = json.dumps(sorted(swept_keys(argv=list(config.hydra.overrides.task))))
@@ -348,7 +375,13 @@ class SweepSummary(Callback):
             f"An ensemble of every job's best.ckpt: python predict.py 'ckpt=\"{sweep_dir}\"' tta=true top_k=-1",
             flush=True,
         )
+        refused = take_refusals(sweep_dir)
         failed = df[df["status"] == "failed"]
+        if refused:  # their folders hold other runs, whose records the summary shows as they are
+            raise SystemExit(
+                f"error: {len(refused)} job(s) refused, their folders left as they were: "
+                + "; ".join(f"{job}: {why}" for job, why in refused.items())
+            )
         searching = "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower()
         if len(failed) and searching:  # Optuna records a failed trial and samples elsewhere: part of a search
             print(f"{len(failed)} of {len(df)} trials failed: {', '.join(map(str, failed['run']))}", flush=True)

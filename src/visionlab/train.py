@@ -36,7 +36,7 @@ from visionlab.parallel import apply_threads
 from visionlab.preflight import check_train
 from visionlab.quiet import quiet_lightning
 from visionlab.runlock import EarlierRun, RunFolderInUse, RunLock, refuse_earlier_run
-from visionlab.sweep import read_result, write_result, write_summary
+from visionlab.sweep import read_result, record_refusal, write_result, write_summary
 from visionlab.trust import check_stored_config
 
 log = logging.getLogger(__name__)
@@ -388,6 +388,7 @@ def _skip_job(out_dir: Path, refusal: InputError) -> float:
         best = refusal.record.get("best_val_err")
         return WORST_ERR if best is None else float(best)
     log.error("Refused %s: %s", out_dir, refusal)
+    record_refusal(out_dir, str(refusal))  # the sweep's end names it (the folder itself is another run's)
     return WORST_ERR
 
 
