@@ -185,3 +185,20 @@ def test_summary_of_a_killed_search_before_its_resume(two_trials, tmp_path):
         assert summary.iloc[-1]["status"] == "running" and summary.iloc[-1]["study_state"] == "running"
     finally:
         lock.release()
+
+
+def test_the_sweeps_closing_table_shows_the_studys_state(tmp_path):
+    from visionlab.sweep import format_table
+
+    df = pd.DataFrame(
+        {
+            "run": ["trial=0,x=1", "trial=1,x=2"],
+            "status": ["completed", "interrupted"],
+            "trial": [0, 1],
+            "study_state": ["complete", "interrupted"],
+            **{c: [None, None] for c in ("best_val_err", "best_epoch", "final_train_err", "test_err", "wall_time_s")},
+        }
+    )
+    lines = format_table(df).splitlines()
+    assert lines[0].split()[:3] == ["run", "status", "study_state"]
+    assert lines[2].split()[:3] == ["trial=1,x=2", "interrupted", "interrupted"]

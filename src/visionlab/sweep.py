@@ -269,7 +269,10 @@ def collect_results(sweep_dir: Path) -> pd.DataFrame:
 def format_table(df: pd.DataFrame) -> str:
     import pandas as pd
 
-    view = df[["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err", "wall_time_s"]].copy()
+    columns = ["run", "status", "best_val_err", "best_epoch", "final_train_err", "test_err", "wall_time_s"]
+    if "study_state" in df:  # experiment=search: what the Optuna study holds for each trial, beside its status
+        columns.insert(2, "study_state")
+    view = df[columns].copy()
     for col in ("best_val_err", "final_train_err", "test_err"):
         view[col] = view[col].map(lambda v: "" if v is None or pd.isna(v) else f"{float(v):.4f}")
     view["wall_time_s"] = view["wall_time_s"].map(lambda v: "" if v is None or pd.isna(v) else f"{float(v):.0f}")
