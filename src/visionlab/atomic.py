@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -15,19 +16,34 @@ def temporary_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.visionlab-{os.getpid()}.tmp")
 
 
-def write_bytes_atomically(path: Path, data: bytes) -> None:
-    """A small record (result.json, summary.csv): whole or not at all, as the checkpoints."""
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest of its parents that exists: where a folder still to be made would go."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` fills a temporary file beside `path`, which is then fsync'ed and renamed over `path`
+    (and the folder fsync'ed). On any failure the temporary file goes and `path` stays as it was; the
+    error is the caller's to word (a checkpoint, a record, a submission)."""
     path = Path(path)
     remove_dead_temporaries(path)
     tmp = temporary_for(path)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """A small record (result.json, summary.csv): whole or not at all, as the checkpoints."""
+    replace_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 def fsync_folder(folder: Path) -> None:

@@ -13,7 +13,6 @@ full disk then left a truncated last.ckpt under its final name, the previous goo
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 from weakref import proxy
 
@@ -21,7 +20,7 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from visionlab.atomic import fsync_folder, remove_dead_temporaries, temporary_for
+from visionlab.atomic import replace_atomically
 from visionlab.errors import InputError
 
 RESUME_ONLY = ("optimizer_states", "lr_schedulers", "callbacks")
@@ -62,17 +61,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_dead_temporaries(path)
-        tmp = temporary_for(path)
-        try:
+
+        def save(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            fsync_folder(path.parent)
+
+        try:
+            replace_atomically(path, save)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
             kept = f"the previous {path.name} is kept" if path.is_file() else f"no {path.name} was written"
             raise CheckpointWriteError(

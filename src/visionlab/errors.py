@@ -48,14 +48,13 @@ def load_failure(e: Exception, path=None) -> str:
             "code; save the weights with torch.save(model.state_dict(), FILE)"
         )
     if head and (path is not None):
-        return (
-            f"not a torch file at all (it starts with {_describe_head(head)}); give a .ckpt/.pt/.pth written by torch"
-        )
+        return f"not a torch file at all (it starts with {describe_head(head)}); give a .ckpt/.pt/.pth written by torch"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
-def _describe_head(head: bytes) -> str:
+def describe_head(head: bytes) -> str:
+    """How a file that is not what it should be begins: its first line of text, or its first bytes."""
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from visionlab import groups
-from visionlab.atomic import remove_dead_temporaries, temporary_for
+from visionlab.atomic import nearest_existing, replace_atomically
 from visionlab.data import DataError
 from visionlab.data.datamodule import ImageDataset, sort_classes
 from visionlab.data.transforms import tta_views
@@ -177,9 +177,7 @@ def check_output(path: Path, overwrite: bool) -> None:
 def writable_folder(folder: Path) -> Path | None:
     """None when `folder` (or, where it is still to be made, its nearest existing parent) takes new files;
     else the folder that does not. A read-only mount says so to root too (os.access: EROFS)."""
-    folder = folder.absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = nearest_existing(folder)
     return None if os.access(folder, os.W_OK | os.X_OK) else folder
 
 
@@ -223,19 +221,12 @@ def check_classes(dm, classes: list[str], ckpt_path: Path, trained_on: dict) -> 
 def write_atomically(df: pd.DataFrame, path: Path, overwrite: bool) -> None:
     check_output(path, overwrite)  # again: another process may have written it meanwhile
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(path)  # of a predict killed while writing this file (ours alone, by name)
-    tmp = temporary_for(path)
-    try:
-        df.to_csv(tmp, index=False)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    try:  # a temporary file left by a predict killed while writing this one is removed first
+        replace_atomically(path, lambda tmp: df.to_csv(tmp, index=False))
     except OSError as e:
         why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
         kept = f"the existing {path.name} is kept" if path.exists() else "nothing was written"
         raise InputError(f"cannot write {path}: {why}; {kept}. Free space there, or give output= elsewhere.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def probability_table(ids: list[str], probs: np.ndarray, classes: list[str], id_col: str) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from visionlab.atomic import nearest_existing
 from visionlab.budget import check_budget
 from visionlab.errors import ConfigError, InputError, load_failure
 
@@ -95,7 +96,6 @@ def check_pretrained(cfg: DictConfig) -> None:
 # ----------------------------------------------------------------------------- value types
 
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 TYPED_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer")  # built from their _target_
 # names in annotations that a config value never is, or that only wrap the others
 # (torch's optimizers take `lr: float | Tensor`)
@@ -235,6 +235,8 @@ def check_value_types(cfg: DictConfig) -> None:
     """Every numeric key, by the type its target declares (or its default's type), before anything is
     imported or read: seed=abc or model.dropout=0.2x fail here in one line naming the key, instead of
     in torch or in the data split with a traceback. Top-level keys against conf/train.yaml's defaults."""
+    from visionlab.groups import CONF_DIR
+
     top = OmegaConf.load(CONF_DIR / "train.yaml") if (CONF_DIR / "train.yaml").is_file() else {}
     for key, default in top.items() if top else ():
         if isinstance(default, (int, float)) and not isinstance(default, bool) and key in cfg:
@@ -332,19 +334,16 @@ def output_folder_problem(argv: list[str] | None = None, config_name: str = "tra
     written, in one line; None when it can. Hydra would fail making it with a traceback."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from visionlab.argv import FLAGS_WITH_VALUE
+    from visionlab.sweep import command_line_overrides
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(t.split("=", 1)[0] in INFO_FLAGS for t in argv):
         return None  # nothing is written
     multirun = "-m" in argv or "--multirun" in argv
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    given, skip = {}, False
+    given = {}
     parser = OverridesParser.create()
-    for token in argv:
-        if skip or token.startswith("-"):
-            skip = token in FLAGS_WITH_VALUE
-            continue
+    for token in command_line_overrides(argv):
         try:
             [override] = parser.parse_overrides([token])
             given[override.key_or_group] = override.value()
@@ -361,9 +360,7 @@ def output_folder_problem(argv: list[str] | None = None, config_name: str = "tra
         prefix = os.path.dirname(prefix)  # a folder name begun before the interpolation
     folder = Path(prefix or ".").expanduser()
     folder = folder if folder.is_absolute() else Path.cwd() / folder
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if key in given or "resume" in given:
         how = f"give {key}=DIR, a folder you can write" if key in given else "copy the run somewhere writable"
     else:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from visionlab.errors import InputError
+from visionlab.errors import InputError, describe_head
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def study_file_problem(path) -> str | None:
     if size == 0:
         return "is empty (0 bytes)"
     if head != SQLITE_HEADER:
-        return f"is not an SQLite database (it starts with {_describe_head(head)})"
+        return f"is not an SQLite database (it starts with {describe_head(head)})"
     try:
         with closing(sqlite3.connect(path, timeout=10)) as db:  # read-write: a killed writer's journal is undone
             check = db.execute("PRAGMA quick_check").fetchone()
@@ -94,12 +94,6 @@ def study_file_problem(path) -> str | None:
     if "studies" not in tables:
         return "is an SQLite database without Optuna's tables (no study in it)"
     return None
-
-
-def _describe_head(head: bytes) -> str:
-    text = head.decode("utf-8", errors="replace")
-    line = text.splitlines()[0] if text.strip() else ""
-    return f"the text {line!r}" if line and line.isprintable() else f"the bytes {head[:8]!r}"
 
 
 def check_study_file(path) -> None:

@@ -50,17 +50,18 @@ def project_targets() -> frozenset[str]:
 
     found: set[str] = set()
     for path in CONF_DIR.rglob("*.yaml"):
-        found.update(_targets_in(OmegaConf.to_container(OmegaConf.load(path))))
+        found.update(
+            str(n["_target_"]) for _, n in _nodes(OmegaConf.to_container(OmegaConf.load(path))) if _targeted(n)
+        )
     return frozenset(found)
 
 
-def _targets_in(node) -> list[str]:
-    if isinstance(node, Mapping):
-        own = [str(node["_target_"])] if "_target_" in node else []
-        return own + [t for v in node.values() for t in _targets_in(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in _targets_in(v)]
-    return []
+def _nodes(node, path: str = ""):
+    """(key path, node) of `node` and of everything inside it: `model.dropout`, `augmentation.transforms[0]`."""
+    yield path, node
+    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, (list, tuple)) else ()
+    for k, v in items:
+        yield from _nodes(v, f"{path}[{k}]" if isinstance(k, int) else f"{path}.{k}" if path else str(k))
 
 
 def allowed(target: str) -> bool:
@@ -81,16 +82,19 @@ def check_stored_config(config, source: str) -> None:
     """Refuse `config` (a whole run config, plain or OmegaConf) when it would build anything off the
     allow-list. `source` names the file it came from, for the message."""
     container = OmegaConf.to_container(config) if OmegaConf.is_config(config) else config
-    for key, target in _walk_targets(container, ""):
-        if not allowed(target):
+    nodes = list(_nodes(container))
+    for key, node in nodes:
+        target = str(node["_target_"]) if _targeted(node) else None
+        if target is not None and not allowed(target):
+            key = key or "(top level)"
             raise UntrustedConfigError(
                 f"{source}: {key}._target_={target!r} is not something visionlab builds; a config stored in a "
                 "checkpoint or run folder is data, and only this project's own targets are built from it. "
                 "Refused for safety (it could run code). Use a checkpoint or run folder you trust, written by "
                 "python train.py."
             )
-    for key, text in _walk_strings(container, ""):
-        for name in _RESOLVER.findall(text):
+    for key, text in nodes:
+        for name in _RESOLVER.findall(text) if isinstance(text, str) else ():
             if name not in RESOLVERS and not name.startswith("vl."):
                 raise UntrustedConfigError(
                     f"{source}: {key}={text!r} calls the resolver {name!r}, which a stored config may not use "
@@ -108,26 +112,8 @@ def check_stored_config(config, source: str) -> None:
             )
 
 
-def _walk_targets(node, path: str):
-    if isinstance(node, Mapping):
-        if "_target_" in node:
-            yield path or "(top level)", str(node["_target_"])
-        for k, v in node.items():
-            yield from _walk_targets(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _walk_targets(v, f"{path}[{i}]")
-
-
-def _walk_strings(node, path: str):
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            yield from _walk_strings(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _walk_strings(v, f"{path}[{i}]")
-    elif isinstance(node, str) and "${" in node:
-        yield path, node
+def _targeted(node) -> bool:
+    return isinstance(node, Mapping) and "_target_" in node
 
 
 def trusted_config(config: Mapping, source: str) -> dict:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from visionlab.argv import FLAGS_WITH_VALUE
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from visionlab.groups import CONF_DIR
+from visionlab.sweep import command_line_overrides
 
 
 def group_keys(group: str, conf_dir: Path = CONF_DIR) -> set[str] | None:
@@ -36,23 +35,20 @@ def check_override_keys(argv: list[str] | None = None, config_name: str = "train
     if any(t.split("=", 1)[0] in ("-cp", "--config-path", "-cd", "--config-dir") for t in argv):
         return  # other config files than ours: Hydra checks against them
     top = OmegaConf.to_container(OmegaConf.load(conf_dir / f"{config_name}.yaml")) or {}
-    skip = False
-    for token in argv:
-        if skip or token.startswith("-"):
-            skip = token in FLAGS_WITH_VALUE
-            continue
+    groups = _groups_of(top)
+    for token in command_line_overrides(argv):
         key = token.split("=", 1)[0]
         if "=" not in token or key[:1] in "+~" or "/" in key or key.startswith("hydra."):
             continue
         if "." not in key:  # a top-level key or a group choice (model=resnet)
-            known = set(top) | _groups_of(top) | {"experiment", "debug", "hydra"}
+            known = set(top) | groups | {"experiment", "debug", "hydra"}
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known - {"defaults"}), n=3)
                 hint = f"did you mean {', '.join(close)}? " if close else ""
                 raise SystemExit(f"error: {key} is not a key or group of {config_name}.py; {hint}Fix its spelling.")
             continue
         group, leaf = key.split(".", 1)
-        if "." in leaf or group not in _groups_of(top):
+        if "." in leaf or group not in groups:
             continue  # nested keys (trainer.plugins.x) and non-group nodes (paths.*) are Hydra's to check
         keys = group_keys(group, conf_dir) | set((top.get(group) or {}) if isinstance(top.get(group), dict) else {})
         if keys and leaf not in keys:
