@@ -96,10 +96,10 @@ def test_sweep_command_and_size_from_the_preset(tmp_path):
     real = nbh.AblationSweeps(repo=REPO, report_dir=REPO / "outputs" / "report")
     assert real.preset_grid("bn") == {"model.bn": ["true", "false"]}
     assert real.preset_grid("depth") == {"model.channels": ["[32]", "[32,64]", "[32,64,128]", "[32,64,128,256]"]}
-    assert real.expected_runs("bn") == 4 and real.expected_runs("optimizer") == 14
+    assert real.expected_runs("bn") == 8 and real.expected_runs("optimizer") == 28
     # inside the checkout the sweep folder is typed relative to it, as the notebook's markdown shows it
     assert real.sweep_command("bn") == (
-        "python train.py -m experiment=ablation/bn hydra.sweep.dir=outputs/report/bn seed=0,1"
+        "python train.py -m experiment=ablation/bn hydra.sweep.dir=outputs/report/bn seed=0,1,2,3"
     )
 
     smoke = nbh.AblationSweeps(repo=REPO, report_dir=tmp_path, smoke=True)
