@@ -296,12 +296,12 @@ assert saturated > 0.99
 # %% [markdown]
 # The sweep is the report notebook's `ablation/init` section (`notebooks/report.ipynb`, section 9),
 # into the same folder, so whichever notebook runs first, the other re-uses it: the scratch CNN
-# (three conv blocks, ReLU, **no batch norm**, Adam) on 4,000 demo images for 10 epochs, two seeds,
+# (three conv blocks, ReLU, **no batch norm**, Adam) on 4,000 demo images for 10 epochs, four seeds,
 # with every conv and linear layer initialised to zeros, ones, $\mathcal N(0, 0.01^2)$, Xavier,
 # Kaiming, or left at PyTorch's default.
 #
 # ```bash
-# python train.py -m experiment=ablation/init hydra.sweep.dir=outputs/report/init seed=0,1
+# python train.py -m experiment=ablation/init hydra.sweep.dir=outputs/report/init seed=0,1,2,3
 # ```
 
 # %%
@@ -334,31 +334,36 @@ show_seeds("init")
 
 
 # %% [markdown]
-# **What the curves show** (the real sweep: two seeds, 10 epochs), against the explanation above:
+# **What the curves show** (the real sweep: four seeds, 10 epochs), against the explanation above:
 #
-# * **zeros** — train and validation error flat at 0.90 in every epoch, both seeds, and the training
-#   loss stays at $\ln 10 = 2.3026$: the zero-gradient case. With every weight 0, ReLU's derivative at
-#   0 is 0 and the outgoing weights are 0, so no weight ever receives a gradient; only the output biases
-#   move, and with balanced classes they have nothing to learn. The network outputs a constant, as in
-#   Check 1 (first-layer change exactly 0).
+# * **zeros** — train and validation error flat at 0.90 in every epoch and every seed, and the
+#   training loss stays at $\ln 10 = 2.3026$: the zero-gradient case. With every weight 0, ReLU's
+#   derivative at 0 is 0 and the outgoing weights are 0, so no weight ever receives a gradient; only
+#   the output biases move, and with balanced classes they have nothing to learn. The network outputs
+#   a constant, as in Check 1 (first-layer change exactly 0).
 # * **ones** — also flat at 0.90: symmetric *and* badly scaled. Every channel of a layer computes the
 #   same function and receives the same update, so the network keeps one effective channel per layer;
 #   and since this CNN uses ReLU, the "ones" failure is the explosion of Check 2, not tanh's
 #   saturation: each layer multiplies the activations by roughly its fan-in (27, 288, 576), the logits
-#   are huge and the training loss is of order $10^5$ (against 2.3 for a constant guess). It never
-#   becomes NaN, so the runs count as completed; they predict one class throughout.
-# * **random** schemes all break the symmetry and learn, and rank by how close their scale is to He's
-#   $\mathrm{Var}\,w = 2/n_\text{in}$, the same order in both seeds: Kaiming 0.168, Xavier 0.180,
-#   PyTorch's default ($1/(3 n_\text{in})$, 6× too small) 0.195, $\mathcal N(0, 0.01^2)$ (35–740× too
-#   small) 0.237 best validation error. The smallest init starts slowest (first-epoch validation error
-#   0.61 against 0.41–0.48): the signal and the gradients shrink layer by layer, as in section 3. All
-#   four are still improving near epoch 10, so this is a ranking of training speed; Kaiming is ahead of
-#   Xavier in both seeds, but their seed ranges overlap.
+#   are huge and so is the training loss (against 2.3 for a constant guess; each run's `result.json`
+#   holds its losses). It never becomes NaN, so the runs count as completed; they predict one class
+#   throughout.
+# * **random** schemes all break the symmetry and learn. Their mean best validation errors follow how
+#   close their scale is to He's $\mathrm{Var}\,w = 2/n_\text{in}$: Kaiming 0.1766 ± 0.0078, Xavier
+#   0.1883 ± 0.0131, PyTorch's default ($1/(3 n_\text{in})$, 6× too small) 0.1967 ± 0.0118,
+#   $\mathcal N(0, 0.01^2)$ (35–740× too small) 0.2541 ± 0.0010. Only the smallest is clearly behind:
+#   its range over the four seeds, [0.2533–0.2554], lies above the others' (7.0 to 8.7 points behind
+#   Kaiming in each seed), and its curve starts highest: the signal and the gradients shrink layer by
+#   layer, as in section 3. Kaiming, Xavier and the default show **no clear difference**: their seed
+#   ranges overlap (Xavier is ahead of Kaiming in seed 0; Kaiming is ahead of the default in every
+#   seed, by 1.0 to 3.6 points, yet [0.1685–0.1848] and [0.1815–0.2076] overlap). All four are still
+#   improving near epoch 10, so this is a ranking of training speed.
 #
-# With batch norm (report notebook, section 1) the default initialisation reaches 0.159: normalising
-# each layer's pre-activations removes most of the dependence on the initial scale. It would not
-# remove the symmetry of zeros or ones (batch norm of identical channels gives identical channels);
-# that combination is not part of the sweep.
+# With batch norm (report notebook, section 1) the default initialisation reaches 0.1592 ± 0.0136:
+# normalising each layer's pre-activations removes most of the dependence on the initial scale (its
+# range over the seeds overlaps Kaiming's without BN: no clear difference between the two). It would
+# not remove the symmetry of zeros or ones (batch norm of identical channels gives identical
+# channels); that combination is not part of the sweep.
 
 # %% [markdown]
 # ## 3. Exploding vs vanishing gradients; sigmoid vs ReLU

@@ -80,7 +80,7 @@ def test_find_repo_walks_up_to_the_checkout(tmp_path):
 def test_from_env_default_smoke_and_report_dir(tmp_path):
     default = nbh.AblationSweeps.from_env({}, cwd=REPO / "notebooks")
     assert default.report_dir == REPO / "outputs" / "report" and not default.smoke and not default.rerun
-    assert default.seeds == (0, 1)
+    assert default.seeds == (0, 1, 2, 3)
 
     smoke = nbh.AblationSweeps.from_env({"VISIONLAB_SMOKE": "1", "VISIONLAB_RERUN": "1"}, cwd=REPO)
     assert smoke.smoke and smoke.rerun and smoke.seeds == (0,)
@@ -118,22 +118,22 @@ def test_sweep_command_and_size_from_the_preset(tmp_path):
 
 def test_why_not_reusable(sweeps):
     assert sweeps.why_not_reusable("bn") == "no " + str(sweeps.report_dir / "bn" / "summary.csv")
-    sweep = bn_sweep(sweeps.report_dir, {"true": [0.15, 0.16], "false": [0.18, 0.20]})
+    sweep = bn_sweep(sweeps.report_dir, {"true": [0.15, 0.16, 0.14, 0.17], "false": [0.18, 0.20, 0.19, 0.21]})
     assert sweeps.why_not_reusable("bn") is None
 
     summary = pd.read_csv(sweep / "summary.csv")
     summary.iloc[:3].to_csv(sweep / "summary.csv", index=False)
-    assert sweeps.why_not_reusable("bn") == "summary.csv lists 3 runs, expected 4"
+    assert sweeps.why_not_reusable("bn") == "summary.csv lists 3 runs, expected 8"
     summary.loc[1, "status"] = "failed"
     summary.to_csv(sweep / "summary.csv", index=False)
     assert sweeps.why_not_reusable("bn") == "1 run(s) neither completed nor diverged: model.bn=true,seed=1"
 
 
 def test_run_sweep_reuses_a_finished_sweep(sweeps, monkeypatch, capsys):
-    bn_sweep(sweeps.report_dir, {"true": [0.15, 0.16], "false": [0.18, 0.20]})
+    bn_sweep(sweeps.report_dir, {"true": [0.15, 0.16, 0.14, 0.17], "false": [0.18, 0.20, 0.19, 0.21]})
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a finished sweep must not run again"))
     df = sweeps.run_sweep("bn")
-    assert len(df) == 4 and "Re-using the finished sweep" in capsys.readouterr().out
+    assert len(df) == 8 and "Re-using the finished sweep" in capsys.readouterr().out
     assert sweeps.sweep_seconds == {}
 
 

@@ -2,7 +2,7 @@
 
 The notebooks print these under every sweep (report.ipynb, theory.ipynb's init section), so that
 each number their prose quotes is printed by an output cell: the settings ranked by mean best
-validation error (facts_lines), the per-seed values and paired differences the "in both seeds"
+validation error (facts_lines), the per-seed values and paired differences the "in every seed"
 claims rest on (per_seed_table, per_seed_markdown), and one summary row per sweep (summary_row).
 Input: a sweep's results.csv (one row per setting, best first) and runs.csv (one row per run), as
 visionlab.report.build_report writes them.
@@ -133,7 +133,7 @@ def seed_name(value) -> str:
 def per_seed_table(settings: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Every setting's best val err in each seed, its difference to the best setting in that seed,
     and its rank among the settings in that seed: the paired comparison (same seed = same data
-    split, subset and batch order) behind a claim such as "lower in both seeds".
+    split, subset and batch order) behind a claim such as "lower in every seed".
 
     Args:
         settings: the sweep's results.csv (gives the row order and the best setting).
