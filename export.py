@@ -3,16 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
-from visionlab.argv import fix_sys_argv
-from visionlab.sweep import register_resolvers
+from visionlab.commands.resolvers import register_resolvers
+from visionlab.config.argv import fix_sys_argv
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
+    from visionlab.commands.export import run
     from visionlab.errors import InputError
-    from visionlab.export import run
 
     try:
         run(cfg)

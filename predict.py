@@ -3,21 +3,21 @@
 import hydra
 from omegaconf import DictConfig
 
-from visionlab.argv import fix_sys_argv
-from visionlab.sweep import register_resolvers
-from visionlab.typos import check_override_keys
+from visionlab.commands.resolvers import register_resolvers
+from visionlab.config.argv import fix_sys_argv
+from visionlab.config.typos import check_override_keys
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    from visionlab.commands.preflight import check_predict, discard_unused_run_dir
     from visionlab.errors import InputError
-    from visionlab.preflight import check_predict, discard_unused_run_dir
 
     try:
         check_predict(cfg)  # a missing ckpt= or a kept output= fails now, before seconds of imports
-        from visionlab.predict import run
+        from visionlab.commands.predict import run
 
         run(cfg)
     except InputError as e:  # the message names the culprit and the fix: no traceback needed

@@ -3,24 +3,25 @@
 import hydra
 from omegaconf import DictConfig
 
-from visionlab.argv import fix_sys_argv
-from visionlab.preflight import check_output_folder
-from visionlab.sweep import check_resume_argument, register_resolvers
-from visionlab.typos import check_override_keys
+from visionlab.commands.preflight import check_output_folder
+from visionlab.commands.resolvers import register_resolvers
+from visionlab.config.argv import fix_sys_argv
+from visionlab.config.typos import check_override_keys
+from visionlab.runs.sweep import check_resume_argument
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from visionlab.commands.preflight import check_train, discard_unused_run_dir, single_run
     from visionlab.errors import InputError
-    from visionlab.preflight import check_train, discard_unused_run_dir, single_run
-    from visionlab.runlock import EarlierRun, RunFolderInUse
+    from visionlab.runs.record import EarlierRun, RunFolderInUse
 
     try:
         if single_run():  # a typo fails now, not after seconds of imports and data loading
             check_train(cfg)
-        from visionlab.train import run
+        from visionlab.commands.train import run
 
         return run(cfg)
     except InputError as e:  # the message names the culprit and the fix: no traceback needed

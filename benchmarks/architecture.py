@@ -17,6 +17,35 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "visionlab"
 
 
+# The layers, bottom first: a module imports only from its own layer or those below (no upward arrow).
+LAYERS = {
+    "visionlab": 0,
+    "visionlab.errors": 0,
+    "visionlab.config": 1,
+    "visionlab.data": 2,
+    "visionlab.models": 2,
+    "visionlab.runs": 3,
+    "visionlab.training": 4,
+    "visionlab.report": 5,
+    "visionlab.commands": 6,
+    "visionlab.score": 6,  # `python -m visionlab.score`: the command's typed name
+}
+
+
+def layer(module: str) -> int | None:
+    """The layer of `module`: that of its longest prefix in LAYERS (None: a module outside them)."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS:
+            return LAYERS[".".join(parts[:n])]
+    return None
+
+
+def upward(arrows) -> list[tuple[str, str]]:
+    """Arrows from a lower layer to a higher one."""
+    return sorted((a, b) for a, b in arrows if layer(a) is not None and layer(b) is not None and layer(b) > layer(a))
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -117,13 +146,18 @@ def main(argv=None) -> None:
     sizes, funcs = s["sizes"], s["functions"]
     top = [m for m in sizes if m.count(".") == 1]
     print(f"modules: {len(sizes)} ({len(top)} directly under visionlab/), {sum(sizes.values())} lines")
-    print("over 350 lines: " + (", ".join(f"{m} {n}" for m, n in sorted(sizes.items(), key=lambda x: -x[1]) if n > 350) or "none"))
+    print(
+        "over 350 lines: "
+        + (", ".join(f"{m} {n}" for m, n in sorted(sizes.items(), key=lambda x: -x[1]) if n > 350) or "none")
+    )
     long = [(n, f) for n, f in funcs if n > 60]
     print(f"functions over 60 lines: {len(long)}" + "".join(f"\n  {n:4d} {f}" for n, f in long))
     print("longest functions: " + ", ".join(f"{f} {n}" for n, f in funcs[:5]))
     print(f"import arrows between modules: {len(s['arrows'])}")
-    found = cycles({a: {b for x, b in s['arrows'] if x == a} for a in sizes})
+    found = cycles({a: {b for x, b in s["arrows"] if x == a} for a in sizes})
     print("import cycles: " + ("; ".join(" <-> ".join(c) for c in found) or "none"))
+    up = upward(s["arrows"])
+    print(f"upward imports: {len(up)}" + "".join(f"\n  {a} -> {b}" for a, b in up))
     if args.arrows:
         for a, b in sorted(s["arrows"]):
             print(f"  {a} -> {b}")

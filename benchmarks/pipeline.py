@@ -12,7 +12,7 @@ loader: the training loader alone with the augmentation group (per image, albume
 predict: trains a small checkpoint, then runs predict.py's run() on the official 10k Fashion-MNIST
   test split in a fresh process: img/s (reading, decoding, forward, writing the CSV) and the peak
   resident memory (getrusage maxrss) before and after predicting.
-startup: `python train.py --help`, `import visionlab.train`, and a small training run's time to the
+startup: `python train.py --help`, `import visionlab.commands.train`, and a small training run's time to the
   start of fit and to the end of its first training step, each from the process's spawn (median of
   --repeats), and the slowest imports of the training path (python -X importtime).
 """
@@ -54,8 +54,8 @@ def cmd_loader(args) -> None:
     from visionlab.data.batch_augment import BatchAugment
     from visionlab.data.datamodule import ImageDataset
     from visionlab.data.transforms import build_transforms
-    from visionlab.parallel import apply_threads
-    from visionlab.quiet import quiet_lightning
+    from visionlab.runs.parallel import apply_threads
+    from visionlab.training.quiet import quiet_lightning
 
     quiet_lightning()
     threads = apply_threads(args.threads, None)
@@ -131,8 +131,8 @@ def predict_child(run_dir: str, output: str) -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from visionlab.predict import run
-    from visionlab.sweep import register_resolvers
+    from visionlab.commands.predict import run
+    from visionlab.commands.resolvers import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -199,7 +199,7 @@ class FirstStep:
 def cmd_startup(args) -> None:
     figures = {
         "python train.py --help": [],
-        "python -c 'import visionlab.train'": [],
+        "python -c 'import visionlab.commands.train'": [],
         "train: to the start of fit": [],
         "train: to the end of the first step": [],
     }
@@ -207,8 +207,8 @@ def cmd_startup(args) -> None:
         for _ in range(args.repeats):
             start, _ = _timed([sys.executable, str(REPO / "train.py"), "--help"], cwd)
             figures["python train.py --help"].append(time.time() - start)
-            start, _ = _timed([sys.executable, "-c", "import visionlab.train"], cwd)
-            figures["python -c 'import visionlab.train'"].append(time.time() - start)
+            start, _ = _timed([sys.executable, "-c", "import visionlab.commands.train"], cwd)
+            figures["python -c 'import visionlab.commands.train'"].append(time.time() - start)
             start, out = _timed(
                 [
                     sys.executable,
@@ -226,7 +226,7 @@ def cmd_startup(args) -> None:
             figures["train: to the start of fit"].append(float(stamps["FIT_START"]) - start)
             figures["train: to the end of the first step"].append(float(stamps["FIRST_STEP"]) - start)
         imports = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import visionlab.train"],
+            [sys.executable, "-X", "importtime", "-c", "import visionlab.commands.train"],
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -242,7 +242,7 @@ def cmd_startup(args) -> None:
             top.append((int(parts[1]) / 1e6, parts[2]))
     top = sorted((t for t in top if "." not in t[1]), reverse=True)[:6]  # top-level packages, cumulative
     print(
-        "slowest top-level imports of `import visionlab.train` (cumulative): "
+        "slowest top-level imports of `import visionlab.commands.train` (cumulative): "
         + ", ".join(f"{name} {s:.2f} s" for s, name in top)
     )
 

@@ -10,7 +10,7 @@ First, in the same process, the fixed reference: the plain PyTorch loop of ../sh
 --reference-steps steps after a short warm-up, giving the machine's reference img/s; it is measured
 again after the run, and the mean of the two is used (a warning says when they differ by > 20 %:
 a neighbour's load changed meanwhile). Then the preset
-trains through the real framework (the composed train config, visionlab.train.run) with a callback
+trains through the real framework (the composed train config, visionlab.commands.train.run) with a callback
 that scores the model on the 10k split at every epoch end and leaves its own time out of the
 training time. Every time is also given as reference images: seconds x reference img/s, i.e. how
 many images the reference loop trains in that time (a machine twice as fast halves the seconds and
@@ -50,21 +50,21 @@ def reference_img_s(steps: int) -> float:
 
 
 def train(overrides: list[str], run_dir: Path, curve_raw: Path) -> tuple[float, dict]:
-    """visionlab.train.run on the composed config with the 10k callback; returns (start time, result.json)."""
+    """visionlab.commands.train.run on the composed config with the 10k callback; returns (start time, result.json)."""
     import json
 
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from visionlab.sweep import register_resolvers
-    from visionlab.train import run
+    from visionlab.commands.resolvers import register_resolvers
+    from visionlab.commands.train import run
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}"])
     with open_dict(cfg):
         cfg.callbacks = cfg.callbacks or {}
-        cfg.callbacks.test_curve = {"_target_": "visionlab.curve.AccuracyCurve", "output": str(curve_raw)}
+        cfg.callbacks.test_curve = {"_target_": "visionlab.training.curve.AccuracyCurve", "output": str(curve_raw)}
     start = time.time()
     run(cfg)
     return start, json.loads((run_dir / "result.json").read_text())
@@ -259,7 +259,7 @@ def main() -> None:
     )
     out.mkdir(parents=True, exist_ok=True)
 
-    from visionlab.parallel import apply_threads
+    from visionlab.runs.parallel import apply_threads
 
     presets = [a.split() for a in args.against] + [args.overrides]
     # the thread count the runs will use (threads= among the overrides, else the cores), for the reference too

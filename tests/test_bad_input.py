@@ -28,9 +28,9 @@ from vl_helpers import (
     train_small_challenge,
 )
 
+from visionlab.commands.predict import CheckpointError, load_checkpoint
 from visionlab.data import ChallengeDataModule, DataError
 from visionlab.errors import InputError
-from visionlab.predict import CheckpointError, load_checkpoint
 
 
 def make_dm(ch, **kwargs) -> ChallengeDataModule:
@@ -462,7 +462,7 @@ def test_sample_submission_ids_missing_from_the_test_folder_are_listed(trained, 
 
 
 def test_predict_without_ckpt_is_a_user_error(tmp_path):
-    from visionlab.predict import run
+    from visionlab.commands.predict import run
 
     cfg = compose_cfg("predict", [f"paths.output_dir={tmp_path}", "data_group=null"])
     with pytest.raises(InputError, match="ckpt"):

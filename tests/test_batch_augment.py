@@ -76,7 +76,7 @@ def test_a_transform_without_a_batched_form_is_refused_naming_the_key():
 
 def test_a_run_with_batched_augmentation_trains_on_augmented_batches(tmp_path):
     """The loader serves plain images (no per-image transform) and the training steps get augmented ones."""
-    from visionlab import train
+    from visionlab.commands import train
 
     seen = {}
     original = train.fit_and_test

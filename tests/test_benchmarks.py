@@ -97,13 +97,13 @@ def test_pipeline_benchmark_startup_times_help_and_the_first_step(tmp_path):
     figures = dict(re.findall(r"^  (.+?) +(\d+\.\d\d) s  \(runs", proc.stdout, re.M))
     assert set(figures) == {
         "python train.py --help",
-        "python -c 'import visionlab.train'",
+        "python -c 'import visionlab.commands.train'",
         "train: to the start of fit",
         "train: to the end of the first step",
     }, proc.stdout
     assert 0 < float(figures["train: to the start of fit"]) < float(figures["train: to the end of the first step"])
     assert re.search(
-        r"slowest top-level imports of `import visionlab.train` \(cumulative\): \w+ \d+\.\d\d s", proc.stdout
+        r"slowest top-level imports of `import visionlab.commands.train` \(cumulative\): \w+ \d+\.\d\d s", proc.stdout
     ), proc.stdout
 
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import run_cli
 from vl_helpers import assert_user_error, run_user
 
-from visionlab.budget import parse_budget
 from visionlab.errors import ConfigError
+from visionlab.runs.budget import parse_budget
 
 
 @pytest.mark.parametrize(
@@ -77,8 +77,8 @@ def test_a_replanned_run_stretches_its_schedule_to_the_new_end(name):
     from omegaconf import OmegaConf
     from pytorch_lightning.core.optimizer import LightningOptimizer  # noqa: F401  (Lightning's types load)
 
-    from visionlab.budget import _stretch_schedule
     from visionlab.models.schedules import lightning_scheduler
+    from visionlab.runs.budget import _stretch_schedule
 
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
@@ -108,7 +108,7 @@ def test_a_resumed_budget_run_keeps_its_plan_without_measuring_again():
     re-planned), not from a new timing (no model or data is touched: both are None here)."""
     from omegaconf import OmegaConf
 
-    from visionlab.budget import apply_budget
+    from visionlab.runs.budget import apply_budget
 
     cfg = OmegaConf.create({"budget": "5m", "resume": "outputs/train/runs/x", "trainer": {"max_epochs": 45}})
     previous = {"budget": {"seconds": 300.0, "planned_epochs": 9, "replanned_epochs": 11}, "wall_time_s": 120.0}

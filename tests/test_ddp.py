@@ -20,8 +20,8 @@ VALIDATE = textwrap.dedent("""
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
     from torch.utils.data import Subset
-    from visionlab.predict import load_checkpoint, restore_model
-    from visionlab.train import build_datamodule
+    from visionlab.commands.predict import load_checkpoint, restore_model
+    from visionlab.commands.train import build_datamodule
 
     ckpt_path, devices, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     ckpt = load_checkpoint(ckpt_path)

@@ -14,9 +14,9 @@ import torch
 from conftest import DEMO, run_cli
 from vl_helpers import assert_user_error, challenge_overrides, compose_cfg, run_user, train_inproc
 
+from visionlab.commands.predict import load_checkpoint, restore_model
 from visionlab.data.sources import load_image
 from visionlab.errors import InputError
-from visionlab.predict import load_checkpoint, restore_model
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_export_never_overwrites_without_overwrite_true(demo_run, tmp_path):
 
 
 def export_inproc(out_dir: Path, overrides: list[str]) -> Path:
-    from visionlab.export import run
+    from visionlab.commands.export import run
 
     return run(compose_cfg("export", [f"paths.output_dir={out_dir}"] + overrides))
 

@@ -27,8 +27,8 @@ from vl_helpers import (
     user_env,
 )
 
+from visionlab.commands.predict import CheckpointError, load_checkpoint, write_atomically
 from visionlab.errors import InputError
-from visionlab.predict import CheckpointError, load_checkpoint, write_atomically
 
 EPOCHS = 6
 RUN = ["data.subset=256", f"trainer.max_epochs={EPOCHS}", "data.solution=null", "data.val_fraction=0.05"]

@@ -15,10 +15,10 @@ import timm
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from visionlab.commands.predict import expand_checkpoints, predict_probabilities
 from visionlab.data.datamodule import ImageDataset
 from visionlab.models import ImageClassifier
 from visionlab.models.backbones import WeightsError, build_timm
-from visionlab.predict import expand_checkpoints, predict_probabilities
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 TINY = "mobilenetv3_small_050"  # a real timm architecture with BatchNorm, small enough for tests

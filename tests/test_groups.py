@@ -12,7 +12,7 @@ from conftest import REPO
 from omegaconf import OmegaConf
 from vl_helpers import assert_user_error, compose_cfg, predict_inproc, run_user, train_small_challenge
 
-from visionlab import groups
+from visionlab.config import groups
 from visionlab.errors import ConfigError
 from visionlab.models.schedules import lightning_scheduler
 

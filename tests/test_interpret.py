@@ -20,8 +20,9 @@ import torch
 from conftest import REPO, cli_env, run_cli
 from PIL import Image
 
-from visionlab import interpret, report
-from visionlab.sweep import register_resolvers
+from visionlab import report
+from visionlab.commands.resolvers import register_resolvers
+from visionlab.training import interpret
 
 RUNS = {"model.bn=true", "model.bn=false"}
 SCALARS = {"train/loss", "train/err", "val/loss", "val/err"}

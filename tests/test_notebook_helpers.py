@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from visionlab.config.groups import PROJECT_DIR
 from visionlab.report import build_report
 from visionlab.report import notebook as nbh
 from visionlab.report.findings import facts_lines, per_seed_markdown, per_seed_table, seed_name, summary_row
-from visionlab.sweep import PROJECT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

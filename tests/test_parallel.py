@@ -17,8 +17,8 @@ from conftest import REPO
 from omegaconf import OmegaConf
 from vl_helpers import compose_cfg, describe, user_env
 
-from visionlab import parallel
 from visionlab.errors import ConfigError
+from visionlab.runs import parallel
 
 TINY = ["data.subset=32", "trainer.max_epochs=1", "data.solution=null", "data.val_fraction=0.02"]
 

@@ -15,7 +15,7 @@ import termios
 import pytest
 from conftest import REPO, cli_env, run_cli
 
-from visionlab.callbacks import epoch_line, final_test_line
+from visionlab.training.progress import epoch_line, final_test_line
 
 ARGS = ["data.subset=300", "trainer.max_epochs=2"]
 

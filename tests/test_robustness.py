@@ -33,10 +33,10 @@ from vl_helpers import (
     train_small_challenge,
 )
 
+from visionlab.commands.predict import CheckpointError, load_checkpoint, write_atomically
 from visionlab.data import ChallengeDataModule, DataError, sources
 from visionlab.errors import InputError
-from visionlab.predict import CheckpointError, load_checkpoint, write_atomically
-from visionlab.runlock import LOCK_FILE, RunFolderInUse, RunLock
+from visionlab.runs.record import LOCK_FILE, RunFolderInUse, RunLock
 
 
 def make_dm(ch, **kwargs) -> ChallengeDataModule:
@@ -109,7 +109,7 @@ def test_a_failed_resume_leaves_the_earlier_record_as_it_was(run_copy, tmp_path,
 
 def hold_lock_in_child(run_dir: Path) -> subprocess.Popen:
     code = (
-        "import sys, time; from visionlab.runlock import RunLock; RunLock(sys.argv[1]); "
+        "import sys, time; from visionlab.runs.record import RunLock; RunLock(sys.argv[1]); "
         "print('held', flush=True); time.sleep(300)"
     )
     child = subprocess.Popen(
@@ -357,7 +357,7 @@ def no_predicting(*args, **kwargs):
 @pytest.mark.parametrize("overwrite", ["true", "false"])
 def test_output_that_is_a_folder_is_refused_before_predicting(trained, tmp_path, monkeypatch, overwrite):
     _, ckpt = trained
-    monkeypatch.setattr("visionlab.predict.predict_probabilities", no_predicting)
+    monkeypatch.setattr("visionlab.commands.predict.predict_probabilities", no_predicting)
     folder = tmp_path / "existing"
     folder.mkdir()
     with pytest.raises(InputError, match=f"output='{folder}' is a folder.*submission.csv"):
@@ -367,7 +367,7 @@ def test_output_that_is_a_folder_is_refused_before_predicting(trained, tmp_path,
 
 def test_existing_output_is_refused_before_predicting(trained, tmp_path, monkeypatch):
     _, ckpt = trained
-    monkeypatch.setattr("visionlab.predict.predict_probabilities", no_predicting)
+    monkeypatch.setattr("visionlab.commands.predict.predict_probabilities", no_predicting)
     out = tmp_path / "submission.csv"
     out.write_text("mine\n")
     with pytest.raises(InputError, match="exists and is kept"):
@@ -411,7 +411,7 @@ def test_predict_killed_mid_write_leaves_nothing_the_next_run_keeps(trained, tmp
     out = tmp_path / "sub.csv"
     code = (
         f"import os, pandas as pd, sys; sys.path[:0] = [{str(REPO / 'tests')!r}]\n"
-        "from visionlab import predict\n"
+        "from visionlab.commands import predict\n"
         "def die(self, path, *a, **k):\n"
         "    open(path, 'w').close(); os.kill(os.getpid(), 9)\n"
         "pd.DataFrame.to_csv = die\n"

@@ -18,9 +18,9 @@ from conftest import REPO
 from omegaconf import OmegaConf
 from vl_helpers import compose_cfg, describe, user_env
 
-from visionlab import search
 from visionlab.report import main as report_main
-from visionlab.sweep import read_result
+from visionlab.runs import search, sweep
+from visionlab.runs.record import read_result
 
 # The real search experiment with a test search space (tests/conf: search_space=diverging): a log-scale
 # lr from 1e-4 to 1e6 (leaky ReLU, no BN, plain SGD: large rates diverge) and a pooling choice whose
@@ -99,7 +99,7 @@ def test_resuming_marks_killed_trials_interrupted(tmp_path, monkeypatch):
     make_study(tmp_path, ["complete", "running"])
     monkeypatch.delenv(search.TRIAL_OFFSET_ENV, raising=False)
     config = OmegaConf.create({"hydra": {"sweeper": {"storage": search.storage_url(tmp_path), "study_name": "search"}}})
-    search.SearchStudy().on_multirun_start(config)
+    sweep.SearchStudy().on_multirun_start(config)
     trials = search.open_study(search.storage_url(tmp_path)).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL"]
     assert trials[1].user_attrs[search.INTERRUPTED] is True

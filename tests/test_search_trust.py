@@ -18,10 +18,10 @@ from conftest import REPO
 from test_search import SEARCH
 from vl_helpers import assert_user_error, describe, user_env
 
-from visionlab import search
-from visionlab.runlock import RunLock
-from visionlab.search_report import write_search_report
-from visionlab.sweep import write_summary
+from visionlab.report.search import write_search_report
+from visionlab.runs import search
+from visionlab.runs.record import RunLock
+from visionlab.runs.summary import write_summary
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -188,7 +188,7 @@ def test_summary_of_a_killed_search_before_its_resume(two_trials, tmp_path):
 
 
 def test_the_sweeps_closing_table_shows_the_studys_state(tmp_path):
-    from visionlab.sweep import format_table
+    from visionlab.runs.summary import format_table
 
     df = pd.DataFrame(
         {

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 from conftest import REPO
 
-from visionlab import sweep
-from visionlab.sweep import run_name, safe_name, swept_keys
+from visionlab.commands import resolvers
+from visionlab.runs import record, summary
+from visionlab.runs.naming import run_name, safe_name, swept_keys
 
 SWEEP_ARGV = ["train.py", "-m", "model.bn=true,false", "optimizer=sgd,adam", "data.subset=64", "trainer.max_epochs=1"]
 
@@ -69,7 +70,7 @@ def test_long_names_are_shortened_and_stay_distinct():
 def test_run_uid_differs_between_runs_and_is_stable_within_one():
     from hydra import compose, initialize_config_dir
 
-    sweep.register_resolvers()
+    resolvers.register_resolvers()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         a = compose("train", return_hydra_config=True)
         b = compose("train", return_hydra_config=True)
@@ -86,7 +87,7 @@ def test_run_uid_differs_between_runs_and_is_stable_within_one():
 
 def write_run(sweep_dir: Path, name: str, **result) -> None:
     (sweep_dir / name).mkdir(parents=True)
-    sweep.write_result(sweep_dir / name, {"run": name, **result})
+    record.write_result(sweep_dir / name, {"run": name, **result})
 
 
 def test_summary_orders_by_job_and_reports_failures(tmp_path):
@@ -95,14 +96,14 @@ def test_summary_orders_by_job_and_reports_failures(tmp_path):
     write_run(tmp_path, "c", job=0, status="completed", best_val_err=0.5, wall_time_s=1.0)
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "result.json").write_text("{not json")
-    df = sweep.write_summary(tmp_path)
+    df = summary.write_summary(tmp_path)
     saved = pd.read_csv(tmp_path / "summary.csv")
     assert list(saved["run"]) == ["c", "b", "a", "d"]
     assert list(saved["status"]) == ["completed", "completed", "failed", "unreadable"]
     assert saved.loc[2, "error"] == "DataError: boom"
     assert "history" not in saved.columns
-    assert list(saved.columns[: len(sweep.SUMMARY_COLUMNS)]) == sweep.SUMMARY_COLUMNS
-    table = sweep.format_table(df)
+    assert list(saved.columns[: len(summary.SUMMARY_COLUMNS)]) == summary.SUMMARY_COLUMNS
+    table = summary.format_table(df)
     lines = table.splitlines()
     assert lines[0].split() == [
         "run",
@@ -117,6 +118,6 @@ def test_summary_orders_by_job_and_reports_failures(tmp_path):
 
 
 def test_summary_of_an_empty_sweep(tmp_path):
-    df = sweep.write_summary(tmp_path)
-    assert df.empty and list(df.columns) == sweep.SUMMARY_COLUMNS
+    df = summary.write_summary(tmp_path)
+    assert df.empty and list(df.columns) == summary.SUMMARY_COLUMNS
     assert (tmp_path / "summary.csv").is_file()

@@ -25,7 +25,7 @@ from visionlab.errors import ConfigError, InputError
 
 
 def check_train(overrides: list[str]) -> None:
-    from visionlab.preflight import check_train
+    from visionlab.commands.preflight import check_train
 
     check_train(compose_cfg("train", overrides))
 
@@ -61,7 +61,7 @@ def test_a_value_of_the_wrong_type_is_named_before_anything_is_imported_or_read(
 
 def test_the_type_check_reads_signatures_without_importing_them():
     code = (
-        "import sys; from visionlab.preflight import target_numbers; "
+        "import sys; from visionlab.config.values import target_numbers; "
         "n = target_numbers('pytorch_lightning.Trainer'); d = target_numbers('visionlab.data.ChallengeDataModule'); "
         "o = target_numbers('torch.optim.SGD'); "
         "assert n['max_epochs'][0] == 'int' and d['subset'][0] == 'int' and o['momentum'][0] == 'number', (n, d, o); "
@@ -72,7 +72,7 @@ def test_the_type_check_reads_signatures_without_importing_them():
 
 
 def test_every_shipped_option_passes_the_type_check():
-    from visionlab.preflight import check_epochs_end, check_value_types
+    from visionlab.commands.preflight import check_epochs_end, check_value_types
 
     conf = REPO / "conf"
     options = [
@@ -134,7 +134,7 @@ def test_resume_with_fewer_epochs_than_trained_is_refused_naming_both(two_epoch_
 
 def test_resume_counts_the_epochs_of_last_ckpt_when_the_record_has_none(two_epoch_run, tmp_path, monkeypatch):
     """A run killed outright: its result.json says running, with no epochs; last.ckpt knows."""
-    from visionlab.train import resume_config
+    from visionlab.commands.train import resume_config
 
     _, trained = two_epoch_run
     run_dir = tmp_path / "killed"
@@ -201,7 +201,7 @@ def test_ckpt_path_that_cannot_start_training_is_named(tmp_path, make, match):
 
 
 def test_output_folder_that_cannot_be_made_or_written_is_named(tmp_path, monkeypatch):
-    from visionlab.preflight import output_folder_problem
+    from visionlab.commands.preflight import output_folder_problem
 
     monkeypatch.chdir(tmp_path)
     assert output_folder_problem([]) is None
@@ -229,12 +229,12 @@ def test_unwritable_output_folder_fails_in_one_line(tmp_path):
 
 
 def test_threads_above_the_cores_are_capped_with_a_warning(monkeypatch, caplog):
-    from visionlab import parallel
+    from visionlab.runs import parallel
 
     monkeypatch.setattr(parallel, "cores", lambda: 2)
-    with caplog.at_level(logging.WARNING, logger="visionlab.parallel"):
+    with caplog.at_level(logging.WARNING, logger="visionlab.runs.parallel"):
         assert parallel.threads_per_job(64) == 2
-    [record] = [r for r in caplog.records if r.name == "visionlab.parallel"]
+    [record] = [r for r in caplog.records if r.name == "visionlab.runs.parallel"]
     assert "threads=64 is more than the 2 cores" in record.getMessage()
     assert "\n" not in record.getMessage()
     caplog.clear()

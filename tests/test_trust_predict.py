@@ -20,9 +20,9 @@ import pytest
 from conftest import build_challenge, write_image
 from vl_helpers import predict_inproc, train_small_challenge
 
+from visionlab.commands.predict import CheckpointError
 from visionlab.data import ChallengeDataModule, DataError, sources
 from visionlab.errors import InputError
-from visionlab.predict import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_read_only_output_folder_is_refused_before_loading(trained, tmp_path, mo
         return real_access(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(os, "access", access)
-    monkeypatch.setattr("visionlab.predict.load_checkpoint", no_images)
+    monkeypatch.setattr("visionlab.commands.predict.load_checkpoint", no_images)
     out = folder / inside / "submission.csv"
     try:
         with pytest.raises(InputError) as err:

@@ -22,10 +22,9 @@ import yaml
 from conftest import REPO, cli_env
 from vl_helpers import challenge_overrides, compose_cfg, predict_inproc, train_inproc, train_small_challenge
 
-from visionlab.checkpoints import CheckpointWriteError
-from visionlab.runlock import EarlierRun, RunLock
-from visionlab.sweep import read_result
-from visionlab.trust import UntrustedConfigError
+from visionlab.config.trust import UntrustedConfigError
+from visionlab.runs.checkpoints import CheckpointWriteError
+from visionlab.runs.record import EarlierRun, RunLock, read_result
 
 
 def digest(path: Path) -> str:
@@ -112,7 +111,7 @@ def test_predict_never_builds_what_a_checkpoint_config_names(small_run, tmp_path
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_export_never_builds_what_a_checkpoint_config_names(small_run, tmp_path, payload):
-    from visionlab.export import run
+    from visionlab.commands.export import run
 
     ch, run_dir = small_run
     ckpt, marker = poisoned_checkpoint(run_dir, tmp_path, payload, "model.dropout")
@@ -209,7 +208,7 @@ def test_refused_run_folder_names_unfinished_runs_and_the_resume(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps({"status": "running"}))
     (tmp_path / ".lock").write_text("999999999\n")  # no such process: the run was killed
     with pytest.raises(EarlierRun, match=r"an unfinished run \(status interrupted\).*resume=") as info:
-        from visionlab.runlock import refuse_earlier_run
+        from visionlab.runs.record import refuse_earlier_run
 
         refuse_earlier_run(tmp_path)
     assert not info.value.finished
@@ -276,7 +275,7 @@ def test_a_crash_while_a_checkpoint_moves_into_place_keeps_the_previous_one(make
 
 
 def test_records_are_written_whole_and_a_killed_runs_record_reads_interrupted(tmp_path, monkeypatch):
-    from visionlab.sweep import write_result
+    from visionlab.runs.record import write_result
 
     write_result(tmp_path, {"status": "running"})
     (tmp_path / ".lock").write_text(f"{os.getpid()}\n")

@@ -72,7 +72,7 @@ def test_report_writes_no_file_when_the_table_cannot_be_made(tmp_path, monkeypat
 
 # ----------------------------------------------------------------------------- 3. paths Hydra cannot parse
 
-from visionlab.argv import _parses, quote_paths, quote_token  # noqa: E402
+from visionlab.config.argv import _parses, quote_paths, quote_token  # noqa: E402
 
 JOB = "outputs/train/multiruns/2026-11-25_10-00-00_abc123/model.bn=true,optimizer=sgd"
 
@@ -247,7 +247,7 @@ def test_best_ckpt_carries_weights_and_config_only_and_resume_uses_last(tmp_path
     from omegaconf import OmegaConf
     from vl_helpers import predict_inproc, train_small_challenge
 
-    from visionlab.train import resume_config
+    from visionlab.commands.train import resume_config
 
     ch, best = train_small_challenge(tmp_path)
     last = best.with_name("last.ckpt")
@@ -343,7 +343,7 @@ def test_debug_overfit_memorises_its_batches(tmp_path):
     ],
 )
 def test_a_misspelt_key_gets_our_one_line_not_hydras_append_advice(token, message):
-    from visionlab.typos import check_override_keys
+    from visionlab.config.typos import check_override_keys
 
     with pytest.raises(SystemExit, match=message):
         check_override_keys(["-m", "model.bn=true,false", token, "data.subset=3"])

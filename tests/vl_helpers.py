@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import REPO, build_challenge, cli_env
 from hydra import compose, initialize_config_dir
 
-from visionlab.sweep import register_resolvers
+from visionlab.commands.resolvers import register_resolvers
 
 register_resolvers()
 
@@ -62,8 +62,8 @@ def challenge_overrides(ch, image_size: int = 16) -> list[str]:
 
 
 def train_inproc(out_dir: Path, overrides: list[str]) -> dict:
-    """visionlab.train.run on the composed train config, outputs in out_dir; returns result.json."""
-    from visionlab.train import run
+    """visionlab.commands.train.run on the composed train config, outputs in out_dir; returns result.json."""
+    from visionlab.commands.train import run
 
     cfg = compose_cfg("train", list(overrides) + [f"paths.output_dir={out_dir}", "logger=csv"])
     run(cfg)
@@ -71,8 +71,8 @@ def train_inproc(out_dir: Path, overrides: list[str]) -> dict:
 
 
 def predict_inproc(ckpt, output: Path, overrides: list[str] = ()) -> Path:
-    """visionlab.predict.run on the composed predict config (data_group: none given)."""
-    from visionlab.predict import run
+    """visionlab.commands.predict.run on the composed predict config (data_group: none given)."""
+    from visionlab.commands.predict import run
 
     cfg = compose_cfg(
         "predict",

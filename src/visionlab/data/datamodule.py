@@ -15,9 +15,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from visionlab.config.values import check_loader_values
 from visionlab.data import fashion_mnist, sources
 from visionlab.data.sources import DataError, Items, Problems, Unusable, listing
-from visionlab.preflight import check_loader_values
 
 log = logging.getLogger(__name__)
 

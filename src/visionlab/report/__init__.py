@@ -7,7 +7,7 @@ between runs (seed is replication: runs differing only in seed are one setting, 
 over seeds with a min-max band in plots and mean +- sample std in tables); tables.py aggregates
 them; plots.py draws them. Writes train_err.png, val_err.png, errors.png, results.csv (per
 setting), results.md, runs.csv (per run) and confusion_matrix.png (the best run's validation
-confusion matrix); for experiment=search also the search part (visionlab.search_report). Epochs
+confusion matrix); for experiment=search also the search part (visionlab.report.search). Epochs
 are numbered from 1 everywhere (TensorBoard's step 0 is epoch 1).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from visionlab.report.plots import SweepPlotter, best_run, write_confusion, write_plots
 from visionlab.report.runs import NotASweepDir, load_run, load_sweep, runs_frame, setting_labels, split_top_level
 from visionlab.report.tables import markdown_report, settings_table
-from visionlab.sweep import parse_run_name
+from visionlab.runs.naming import parse_run_name
 
 __all__ = [
     "NotASweepDir",
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     search_lines = []
-    from visionlab.search_report import is_search, write_search_report  # matplotlib's Agg backend, optuna
+    from visionlab.report.search import is_search, write_search_report  # matplotlib's Agg backend, optuna
 
     if is_search(args.sweep_dir):  # experiment=search: optimisation history and best parameters too
         search_paths, search_lines = write_search_report(args.sweep_dir, args.out)

@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from visionlab.config.groups import PROJECT_DIR
 from visionlab.report.findings import DONE, facts_lines, per_seed_markdown, per_seed_table, scored_settings, summary_row
 from visionlab.report.runs import split_top_level
-from visionlab.sweep import PROJECT_DIR
 
 SEEDS = (0, 1, 2, 3)  # the real sweeps' seeds: four, so that a difference can be weighed against their spread
 SMOKE_SEEDS = (0,)

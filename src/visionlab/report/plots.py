@@ -203,7 +203,7 @@ def write_plots(runs: list[dict], keys: list[str], out_dir: Path) -> dict[str, P
 
 # ----------------------------------------------------------------------------- the best run's confusion matrix
 
-CONFUSION_TAG = "images/confusion_matrix_val"  # logged by visionlab.interpret.Interpretation
+CONFUSION_TAG = "images/confusion_matrix_val"  # logged by visionlab.training.interpret.Interpretation
 
 
 def best_run(runs: list[dict]) -> dict | None:

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from visionlab.search import INTERRUPTED, STUDY_FILE, StudyFileError, open_study, storage_url  # noqa: E402
+from visionlab.runs.search import INTERRUPTED, STUDY_FILE, StudyFileError, open_study, storage_url  # noqa: E402
 
 
 def is_search(sweep_dir: Path) -> bool:

@@ -46,7 +46,7 @@ class UntrustedConfigError(InputError):
 @functools.lru_cache(maxsize=1)
 def project_targets() -> frozenset[str]:
     """Every `_target_` named in conf/ (each group's options, presets, debug configs)."""
-    from visionlab.groups import CONF_DIR
+    from visionlab.config.groups import CONF_DIR
 
     found: set[str] = set()
     for path in CONF_DIR.rglob("*.yaml"):
@@ -118,7 +118,7 @@ def _targeted(node) -> bool:
 
 def trusted_config(config: Mapping, source: str) -> dict:
     """A stored run config in today's form (groups.upgrade), checked against the allow-list."""
-    from visionlab.groups import upgrade
+    from visionlab.config.groups import upgrade
 
     upgraded = upgrade(config)
     check_stored_config(upgraded, source)

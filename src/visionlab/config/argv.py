@@ -111,3 +111,16 @@ def quote_paths(argv: list[str]) -> list[str]:
 
 def fix_sys_argv() -> None:
     sys.argv[1:] = quote_paths(sys.argv[1:])
+
+
+def command_line_overrides(argv: list[str] | None = None) -> list[str]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token.startswith("-"):
+            skip = token in FLAGS_WITH_VALUE
+        else:
+            out.append(token)
+    return out

@@ -15,15 +15,15 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from visionlab import groups
-from visionlab.atomic import nearest_existing, replace_atomically
+from visionlab.config import groups
+from visionlab.config.trust import trusted_config
 from visionlab.data import DataError
 from visionlab.data.datamodule import ImageDataset, sort_classes
 from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
-from visionlab.sweep import read_result
-from visionlab.trust import trusted_config
+from visionlab.runs.atomic import nearest_existing, replace_atomically
+from visionlab.runs.record import read_result
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
 def restore_model(ckpt: dict) -> ImageClassifier:
     info = ckpt["visionlab"]
     cfg = OmegaConf.create(groups.upgrade(info["config"]))  # checkpoints from before the groups' _target_ too
-    from visionlab.train import build_classifier  # same construction as training
+    from visionlab.commands.train import build_classifier  # same construction as training
 
     model = build_classifier(
         cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False, info=info

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from visionlab.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+PROJECT_DIR = Path(__file__).resolve().parents[3]  # the checkout (or the installed project folder)
+CONF_DIR = PROJECT_DIR / "conf"
 RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # Group keys that no constructor takes: the trainer reads model.sync_bn (Lightning's sync_batchnorm);
 # model.arch documents which network the option builds (the _target_ decides).
@@ -26,6 +27,33 @@ OLD_DATA_SOURCES = {
     "folder": "visionlab.data.FolderDataModule",
     "fashion_mnist": "visionlab.data.FashionMNISTDataModule",
 }
+
+
+# Where the classes that stored configs name have moved (issue 21's layout): a checkpoint or run folder
+# written before the move names the old module; upgrade() gives its `_target_`s today's names.
+MOVED_TARGETS = {
+    "visionlab.callbacks.": "visionlab.training.progress.",
+    "visionlab.interpret.": "visionlab.training.interpret.",
+    "visionlab.checkpoints.": "visionlab.runs.checkpoints.",
+    "visionlab.loggers.": "visionlab.training.loggers.",
+    "visionlab.tuning.": "visionlab.training.tuning.",
+    "visionlab.sweep.SweepSummary": "visionlab.runs.sweep.SweepSummary",
+    "visionlab.search.SearchStudy": "visionlab.runs.sweep.SearchStudy",
+}
+
+
+def _moved(node):
+    """`node` with every `_target_` of a moved module renamed (MOVED_TARGETS)."""
+    if isinstance(node, Mapping):
+        out = {k: _moved(v) for k, v in node.items()}
+        target = out.get("_target_")
+        for old, new in MOVED_TARGETS.items() if isinstance(target, str) else ():
+            if target.startswith(old):
+                out["_target_"] = new + target[len(old) :]
+        return out
+    if isinstance(node, list):
+        return [_moved(v) for v in node]
+    return node
 
 
 def _as_dict(node) -> dict:
@@ -108,14 +136,14 @@ def _option_file(group: str, name: str, key: str) -> dict:
 
 def upgrade(config: Mapping) -> dict:
     """A whole run config as written before the groups had a `_target_` (checkpoints, .hydra/config.yaml
-    of old run folders) -> today's form: data.source picks the datamodule class; model.arch and
+    of old run folders) -> today's form: targets of moved modules get today's names (MOVED_TARGETS); data.source picks the datamodule class; model.arch and
     scheduler.name pick their YAML file, whose keys fill what the old config lacks. Today's
     configs pass unchanged.
 
     Args:
         config: the run's config as a plain dict.
     """
-    config = dict(config)
+    config = _moved(dict(config))
     data = dict(config.get("data") or {})
     if data and "_target_" not in data:
         source = data.pop("source", "challenge")

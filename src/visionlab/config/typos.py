@@ -10,8 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from visionlab.groups import CONF_DIR
-from visionlab.sweep import command_line_overrides
+from visionlab.config.argv import command_line_overrides
+from visionlab.config.groups import CONF_DIR
 
 
 def group_keys(group: str, conf_dir: Path = CONF_DIR) -> set[str] | None:

@@ -20,8 +20,8 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from visionlab.atomic import replace_atomically
 from visionlab.errors import InputError
+from visionlab.runs.atomic import replace_atomically
 
 RESUME_ONLY = ("optimizer_states", "lr_schedulers", "callbacks")
 

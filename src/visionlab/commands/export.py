@@ -20,8 +20,8 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from visionlab.commands.predict import CheckpointError, expand_checkpoints, load_checkpoint, restore_model
 from visionlab.errors import ConfigError, InputError
-from visionlab.predict import CheckpointError, expand_checkpoints, load_checkpoint, restore_model
 
 log = logging.getLogger(__name__)
 

@@ -138,7 +138,7 @@ def plan(cfg, model, dm, seconds: float, spent: float) -> dict:
     n_val = len(dm.val_set) if dm.val_set is not None else 0
     n_test = len(dm.test_set) if dm.has_test_labels else 0
     epoch_s = train_step * len(dm.train_set) * per_batch + eval_step * n_val * per_batch
-    # after the last epoch: the test pass and the pictures' extra pass over val (visionlab.interpret)
+    # after the last epoch: the test pass and the pictures' extra pass over val (visionlab.training.interpret)
     end_s = eval_step * (n_test + n_val) * per_batch + END_FIXED_S
     room = SAFETY * seconds - spent - end_s
     epochs = round(room / epoch_s) if epoch_s > 0 else 0  # nearest: half an epoch early or late at most

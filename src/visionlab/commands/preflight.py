@@ -5,9 +5,6 @@ the command line, that the folder Hydra would make can be made."""
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
 import os
 import shutil
 import sys
@@ -15,9 +12,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from visionlab.atomic import nearest_existing
-from visionlab.budget import check_budget
+from visionlab.config.values import TYPED_GROUPS, check_loader_values, target_numbers, type_error, wrong_type
 from visionlab.errors import ConfigError, InputError, load_failure
+from visionlab.runs.atomic import nearest_existing
+from visionlab.runs.budget import check_budget
 
 NO_GPU = "no CUDA GPU visible; use trainer.accelerator=auto or cpu"
 NON_NEGATIVE = ("lr", "weight_decay", "momentum")
@@ -70,20 +68,6 @@ def check_training_values(cfg: DictConfig) -> None:
             )
 
 
-def check_loader_values(batch_size, num_workers, max_pixels, error: type[InputError] = ConfigError) -> None:
-    """data.batch_size / num_workers / max_pixels: whole numbers torch and PIL would take badly."""
-    for key, value, least in (
-        ("batch_size", batch_size, 1),
-        ("num_workers", num_workers, 0),
-        ("max_pixels", 1 if max_pixels is None else max_pixels, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise error(
-                f"data.{key}={value!r} must be a whole number of at least {least}"
-                f"{' (or null: no limit)' if key == 'max_pixels' else ''}."
-            )
-
-
 def check_pretrained(cfg: DictConfig) -> None:
     """model.pretrained=true with no local weights: the hub must be reachable or the weights cached."""
     model = cfg.get("model") or {}
@@ -93,160 +77,22 @@ def check_pretrained(cfg: DictConfig) -> None:
         check_download_possible(str(model.get("name")))
 
 
-# ----------------------------------------------------------------------------- value types
-
-
-TYPED_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer")  # built from their _target_
-# names in annotations that a config value never is, or that only wrap the others
-# (torch's optimizers take `lr: float | Tensor`)
-TRANSPARENT = {"Optional", "Union", "typing", "Tensor", "torch"}
-
-
-def _module_file(module: str) -> Path | None:
-    """The source file of `module`, found without importing it (nor Lightning or torch behind it)."""
-    top, *rest = module.split(".")
-    try:
-        spec = importlib.util.find_spec(top)  # a top-level name: located, not imported
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    if not spec.submodule_search_locations:
-        return Path(spec.origin) if not rest and spec.origin and spec.origin.endswith(".py") else None
-    base = Path(list(spec.submodule_search_locations)[0]).joinpath(*rest)
-    for path in (base / "__init__.py", base.with_suffix(".py")):
-        if path.is_file():
-            return path
-    return None
-
-
-@functools.lru_cache(maxsize=64)
-def _parsed(path: Path) -> ast.Module | None:
-    try:
-        return ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return None
-
-
-def _find_def(module: str, name: str, depth: int = 0):
-    """(the class or function definition of `module`.`name`, the module that defines it), read from
-    the source: through `from ... import name`, and for a package, in its modules (a lazy
-    `__getattr__`, as visionlab.data's)."""
-    path = _module_file(module)
-    tree = _parsed(path) if path is not None else None
-    if tree is None or depth > 6:
-        return None
-    for node in tree.body:
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == name:
-            return node, module
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if (alias.asname or alias.name) == name:
-                    parts = package.split(".")
-                    base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
-                    source = ".".join(p for p in (base, node.module or "") if p)
-                    return _find_def(source, alias.name, depth + 1)
-    if path.name == "__init__.py":
-        for sibling in sorted(path.parent.glob("*.py")):
-            tree = _parsed(sibling)
-            for node in tree.body if tree is not None else ():
-                if isinstance(node, ast.ClassDef) and node.name == name:
-                    return node, f"{module}.{sibling.stem}"
-    return None
-
-
-def _params(node, module: str, depth: int = 0) -> dict:
-    """{keyword: (annotation, default)} of a function, or of a class's __init__ with those of the
-    parents its **kwargs go on to."""
-    if isinstance(node, ast.ClassDef):
-        init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
-        params = _signature(init) if init is not None else {}
-        if (init is None or init.args.kwarg is not None) and depth < 6:
-            for base in node.bases:
-                found = _find_def(module, base.id) if isinstance(base, ast.Name) else None
-                if found is not None:
-                    for key, value in _params(*found, depth + 1).items():
-                        params.setdefault(key, value)
-        return params
-    return _signature(node)
-
-
-def _signature(fn: ast.FunctionDef) -> dict:
-    args = fn.args
-    positional = args.posonlyargs + args.args
-    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    out = {a.arg: (a.annotation, d) for a, d in zip(positional, defaults) if a.arg != "self"}
-    out.update({a.arg: (a.annotation, d) for a, d in zip(args.kwonlyargs, args.kw_defaults)})
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def target_numbers(target: str) -> dict[str, tuple[str, bool, str]]:
-    """The keywords of `target` (a dotted `_target_`) that take numbers, read from its source without
-    importing it: {keyword: ("int" or "number", bool accepted too, how it is declared)}. From the
-    annotation where there is one (int | None, float, Union[int, float]...); else from the default's
-    type (dropout=0.3). Keywords that take anything else too (a string, a list) are left out."""
-    module, _, name = target.rpartition(".")
-    found = _find_def(module, name) if module else None
-    if found is None:
-        return {}
-    out = {}
-    for key, (annotation, default) in _params(*found).items():
-        declared = ast.unparse(annotation) if annotation is not None else None
-        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):  # a string annotation
-            try:
-                annotation = ast.parse(annotation.value, mode="eval").body
-            except SyntaxError:
-                continue
-        if annotation is None:
-            value = default.value if isinstance(default, ast.Constant) else None
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[key] = ("number", False, f"default {value!r}")  # an unannotated int default: any number
-            continue
-        names = {n.id for n in ast.walk(annotation) if isinstance(n, ast.Name)}
-        names |= {n.attr for n in ast.walk(annotation) if isinstance(n, ast.Attribute)}
-        names |= {"None" for n in ast.walk(annotation) if isinstance(n, ast.Constant) and n.value is None}
-        core = names - TRANSPARENT - {"None"}
-        if core and core <= {"int", "float", "bool"} and core & {"int", "float"}:
-            out[key] = ("number" if "float" in core else "int", "bool" in core, declared)
-    return out
-
-
-def _wrong_type(value, kind: str, bool_ok: bool) -> bool:
-    if value is None:  # null: the code fills it in (data.image_size) or the target takes it
-        return False
-    if isinstance(value, bool):
-        return not bool_ok
-    if isinstance(value, int):
-        return False
-    return not (isinstance(value, float) and kind == "number")
-
-
-def _type_error(key: str, value, kind: str, declared: str | None = None, example=None) -> ConfigError:
-    what = "a whole number" if kind == "int" else "a number"
-    why = f" ({declared})" if declared else ""
-    hint = f", e.g. {key}={example}" if example is not None else ""
-    return ConfigError(f"{key}={value!r} must be {what}{why}{hint}.")
-
-
 def check_value_types(cfg: DictConfig) -> None:
     """Every numeric key, by the type its target declares (or its default's type), before anything is
     imported or read: seed=abc or model.dropout=0.2x fail here in one line naming the key, instead of
     in torch or in the data split with a traceback. Top-level keys against conf/train.yaml's defaults."""
-    from visionlab.groups import CONF_DIR
+    from visionlab.config.groups import CONF_DIR
 
     top = OmegaConf.load(CONF_DIR / "train.yaml") if (CONF_DIR / "train.yaml").is_file() else {}
     for key, default in top.items() if top else ():
         if isinstance(default, (int, float)) and not isinstance(default, bool) and key in cfg:
             kind = "int" if isinstance(default, int) else "number"
             value = cfg.get(key)
-            if _wrong_type(value, kind, False):
-                raise _type_error(key, value, kind, example=default)
+            if wrong_type(value, kind, False):
+                raise type_error(key, value, kind, example=default)
     threads = cfg.get("threads")
     if threads is not None:
-        from visionlab.parallel import _positive, _unset  # cheap: no torch until threads are applied
+        from visionlab.runs.parallel import _positive, _unset  # cheap: no torch until threads are applied
 
         if not _unset(threads):
             _positive(threads)
@@ -264,9 +110,9 @@ def check_value_types(cfg: DictConfig) -> None:
             except Exception:  # an interpolation that resolves only inside a run (${hydra:...})
                 continue
             kind, bool_ok, declared = numbers[key]
-            if _wrong_type(value, kind, bool_ok):
+            if wrong_type(value, kind, bool_ok):
                 name = str(target).rpartition(".")[2]
-                raise _type_error(f"{group}.{key}", value, kind, f"{name} takes {key}: {declared}")
+                raise type_error(f"{group}.{key}", value, kind, f"{name} takes {key}: {declared}")
 
 
 def check_epochs_end(cfg: DictConfig) -> None:
@@ -334,7 +180,7 @@ def output_folder_problem(argv: list[str] | None = None, config_name: str = "tra
     written, in one line; None when it can. Hydra would fail making it with a traceback."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from visionlab.sweep import command_line_overrides
+    from visionlab.config.argv import command_line_overrides
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(t.split("=", 1)[0] in INFO_FLAGS for t in argv):

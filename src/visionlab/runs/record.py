@@ -1,4 +1,6 @@
-"""One process per run folder: an exclusive flock on <run>/.lock, with the holder's pid written in it.
+"""A run folder's record: who holds it, what it holds (result.json) and whether a new run may start in it.
+
+One process per run folder: an exclusive flock on <run>/.lock, with the holder's pid written in it.
 The kernel drops the lock when its holder exits, however it exits (kill -9 included), so a lock can
 never be left stuck; a second process on the same folder (two resume= of one run) is refused. A new
 run into a folder that holds an earlier run's record (hydra.run.dir= an old run, a sweep re-run into
@@ -7,11 +9,12 @@ its folder) is refused too: its checkpoints are that run's, and predict would ta
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 
-from visionlab.atomic import pid_alive
 from visionlab.errors import InputError
+from visionlab.runs.atomic import pid_alive, write_bytes_atomically
 
 LOCK_FILE = ".lock"
 
@@ -69,8 +72,6 @@ class EarlierRun(InputError):
 
 def refuse_earlier_run(run_dir: Path, lock: RunLock | None = None) -> None:
     """Raise EarlierRun when `run_dir` holds a run's record or checkpoints (to be called holding its lock)."""
-    from visionlab.sweep import read_result
-
     run_dir = Path(run_dir)
     record = read_result(run_dir)
     if record.get("status") == "running" and lock is not None:  # its writer is gone: we hold the folder
@@ -90,3 +91,36 @@ def refuse_earlier_run(run_dir: Path, lock: RunLock | None = None) -> None:
         else f"Continue it: python train.py 'resume={run_dir}', or remove the folder to start over."
     )
     raise EarlierRun(f"{run_dir} already holds {what}, kept as it is. {fix}", record, finished)
+
+
+RESULT_FILE = "result.json"
+
+
+def write_result(run_dir: Path, result: dict) -> None:
+    write_bytes_atomically(Path(run_dir) / RESULT_FILE, json.dumps(result, indent=2, default=str).encode())
+
+
+def read_result(run_dir: Path) -> dict:
+    """A run's result.json; {} when it has none, status 'unreadable' when it cannot be read. A record
+    that says `running` while no process holds the run's folder is a run that was killed: `interrupted`."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return {"run": path.parent.name, "status": "unreadable", "error": f"{RESULT_FILE}: {e}"}
+    if isinstance(result, dict) and result.get("status") == "running" and not folder_in_use(path.parent):
+        result["status"] = "interrupted"
+    return result if isinstance(result, dict) else {"run": path.parent.name, "status": "unreadable"}
+
+
+def check_run_dir(path) -> Path:
+    """A finished or interrupted training run's folder (it holds the run's own .hydra/config.yaml)."""
+    run_dir = Path(str(path)).expanduser()
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise ValueError(
+            f"resume={path!r} is not a training run's folder (no .hydra/config.yaml in it). Give the "
+            "folder a run printed, e.g. outputs/train/runs/<time>_<token>."
+        )
+    return run_dir

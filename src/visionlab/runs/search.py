@@ -14,8 +14,6 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from hydra.experimental.callback import Callback
-
 from visionlab.errors import InputError, describe_head
 
 log = logging.getLogger(__name__)
@@ -32,7 +30,7 @@ def trial_name(task_overrides, sweeper_params=None, job_num=0) -> str:
     then its values of the searched keys as run_name writes them, floats to 3 significant digits
     (Optuna draws 0.00029943411457129874). The number keeps folders apart when a study draws the
     same values twice, and when a resumed search numbers its jobs from 0 again."""
-    from visionlab.sweep import run_name
+    from visionlab.runs.naming import run_name
 
     number = int(os.environ.get(TRIAL_OFFSET_ENV, 0)) + int(job_num)
     return f"trial={number}," + run_name([_rounded(str(o)) for o in (task_overrides or [])], sweeper_params)
@@ -153,46 +151,6 @@ def trials_left(storage, study_name, total) -> int:
     return max(0, int(total) - done)
 
 
-class SearchStudy(Callback):
-    """Hydra callback of experiment=search, before the sweeper opens the study: makes the sweep folder
-    that holds the study's file (the launcher would make it only later); notes how many trials the
-    study holds (TRIAL_OFFSET_ENV). When the search continues
-    an existing study, trials still 'running' there were cut short by a kill (one search process per
-    study, as the README says): they are marked failed + interrupted, so the study and its report
-    account for them, and the search runs as many new trials instead. A study file that cannot be read
-    (empty, not SQLite, damaged) stops the search here, in one line, before the sweeper opens it.
-    SystemExit, not an Exception: Hydra turns a callback's Exception into a warning and goes on."""
-
-    def on_multirun_start(self, config, **kwargs) -> None:
-        import optuna
-
-        sweeper = config.hydra.sweeper
-        path = _sqlite_file(str(sweeper.storage))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            study = open_study(str(sweeper.storage), sweeper.get("study_name"))
-        except StudyFileError as e:
-            raise SystemExit(f"error: {e}") from None
-        os.environ[TRIAL_OFFSET_ENV] = str(0 if study is None else len(study.trials))
-        if study is None:
-            return
-        stale = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-        for trial in stale:
-            study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-            study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
-        if stale:
-            log.warning(
-                "Resuming study %s: trial(s) %s were interrupted and are run again.",
-                study.study_name,
-                ", ".join(str(t.number) for t in stale),
-            )
-            if path is not None and any(path.parent.glob("*/result.json")):  # summary.csv says so now too
-                from visionlab.sweep import write_summary
-
-                write_summary(path.parent)
-
-
 # ----------------------------------------------------------------------------- summary.csv of a search
 
 _TRIAL_NUMBER = re.compile(r"trial=(\d+)(?:,|$)")
@@ -205,7 +163,7 @@ def _trial_number(run) -> int | None:
 
 
 def _lock_held(folder: Path) -> bool:
-    """Whether a process holds the folder's run lock (visionlab.runlock: an flock on <folder>/.lock,
+    """Whether a process holds the folder's run lock (visionlab.runs.record: an flock on <folder>/.lock,
     which the kernel drops when its holder dies). Unlike the pid written in the file (which a new
     process may have by now) the flock itself says whether anyone runs there. Tried with a shared,
     non-blocking flock, dropped at once: only asked of folders whose record or trial says running."""
@@ -218,7 +176,7 @@ def _lock_held(folder: Path) -> bool:
     except BlockingIOError:
         return True
     except OSError:  # no flock on this file system: the pid in the file is all there is
-        from visionlab.runlock import folder_in_use
+        from visionlab.runs.record import folder_in_use
 
         return folder_in_use(folder)
     finally:

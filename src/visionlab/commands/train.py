@@ -22,27 +22,27 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 
-from visionlab import groups
-from visionlab.budget import apply_budget, keeper
-from visionlab.checkpoints import AtomicCheckpointIO
+from visionlab.commands.preflight import check_train
+from visionlab.config import groups
+from visionlab.config.trust import check_stored_config
 from visionlab.data.batch_augment import BatchAugmentation
 from visionlab.data.datamodule import ImageDataModule
 from visionlab.data.transforms import build_transforms
-from visionlab.distributed import child_processes_run, is_main_process
 from visionlab.errors import ConfigError, InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.models.factory import default_preprocessing
-from visionlab.parallel import apply_threads
-from visionlab.preflight import check_train
-from visionlab.quiet import quiet_lightning
-from visionlab.runlock import EarlierRun, RunFolderInUse, RunLock, refuse_earlier_run
-from visionlab.sweep import read_result, record_refusal, write_result, write_summary
-from visionlab.trust import check_stored_config
+from visionlab.runs.budget import apply_budget, keeper
+from visionlab.runs.checkpoints import AtomicCheckpointIO
+from visionlab.runs.distributed import child_processes_run, is_main_process
+from visionlab.runs.parallel import apply_threads
+from visionlab.runs.record import EarlierRun, RunFolderInUse, RunLock, read_result, refuse_earlier_run, write_result
+from visionlab.runs.summary import record_refusal, write_summary
+from visionlab.training.quiet import quiet_lightning
 
 log = logging.getLogger(__name__)
 
 WORST_ERR = 1.0  # an error rate cannot be worse
-BUILT_GROUPS = ("data", "model", "optimizer", "scheduler")  # instantiated from their _target_ (visionlab.groups)
+BUILT_GROUPS = ("data", "model", "optimizer", "scheduler")  # instantiated from their _target_ (visionlab.config.groups)
 
 
 def as_dict(node) -> dict:
@@ -111,7 +111,7 @@ def build_trainer(cfg: DictConfig, has_val: bool) -> pl.Trainer:
     if cfg.model.get("sync_bn"):
         extra["sync_batchnorm"] = _sync_bn_possible(cfg)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
-    trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # whole files or none (visionlab.checkpoints)
+    trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # whole files or none (visionlab.runs.checkpoints)
     return trainer
 
 
@@ -195,7 +195,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             except Exception as e:
                 log.warning("Cannot read %s (%s); trying the next checkpoint.", candidate, load_failure(e, candidate))
                 continue
-            if "optimizer_states" not in state:  # best.ckpt holds the weights only (visionlab.checkpoints)
+            if "optimizer_states" not in state:  # best.ckpt holds the weights only (visionlab.runs.checkpoints)
                 log.warning("%s has no optimizer state to resume from.", candidate)
                 continue
             saved.ckpt_path = str(candidate)
@@ -304,7 +304,7 @@ def run(cfg: DictConfig) -> float:
             trainer.callbacks.append(keeper(budget, start - float(previous.get("wall_time_s") or 0.0)))
         if batch_augmentation is not None:
             trainer.callbacks.insert(0, batch_augmentation)  # before the callbacks that look at the batch
-        if cfg.get("tune"):  # tune=lr_find: a range test instead of training (visionlab.tuning)
+        if cfg.get("tune"):  # tune=lr_find: a range test instead of training (visionlab.training.tuning)
             groups.build(
                 cfg.tune,
                 "tune",
