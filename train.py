@@ -16,7 +16,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> float:
     from visionlab.commands.preflight import check_train, discard_unused_run_dir, single_run
     from visionlab.errors import InputError
-    from visionlab.runs.record import EarlierRun, RunFolderInUse
+    from visionlab.runs.folder import EarlierRun, RunFolderInUse
 
     try:
         if single_run():  # a typo fails now, not after seconds of imports and data loading

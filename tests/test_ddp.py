@@ -21,7 +21,7 @@ VALIDATE = textwrap.dedent("""
     from omegaconf import OmegaConf
     from torch.utils.data import Subset
     from visionlab.commands.predict import load_checkpoint, restore_model
-    from visionlab.commands.train import build_datamodule
+    from visionlab.training.build import build_datamodule
 
     ckpt_path, devices, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     ckpt = load_checkpoint(ckpt_path)

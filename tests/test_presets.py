@@ -11,8 +11,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from visionlab.commands.resolvers import register_resolvers
-from visionlab.commands.train import as_dict, build_classifier
 from visionlab.data.transforms import build_transforms
+from visionlab.training.build import as_dict, build_classifier
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ABLATIONS = sorted(p.stem for p in (CONF / "experiment" / "ablation").glob("*.yaml"))

@@ -36,7 +36,7 @@ from vl_helpers import (
 from visionlab.commands.predict import CheckpointError, load_checkpoint, write_atomically
 from visionlab.data import ChallengeDataModule, DataError, sources
 from visionlab.errors import InputError
-from visionlab.runs.record import LOCK_FILE, RunFolderInUse, RunLock
+from visionlab.runs.folder import LOCK_FILE, RunFolderInUse, RunLock
 
 
 def make_dm(ch, **kwargs) -> ChallengeDataModule:
@@ -109,7 +109,7 @@ def test_a_failed_resume_leaves_the_earlier_record_as_it_was(run_copy, tmp_path,
 
 def hold_lock_in_child(run_dir: Path) -> subprocess.Popen:
     code = (
-        "import sys, time; from visionlab.runs.record import RunLock; RunLock(sys.argv[1]); "
+        "import sys, time; from visionlab.runs.folder import RunLock; RunLock(sys.argv[1]); "
         "print('held', flush=True); time.sleep(300)"
     )
     child = subprocess.Popen(

@@ -20,7 +20,7 @@ from vl_helpers import compose_cfg, describe, user_env
 
 from visionlab.report import main as report_main
 from visionlab.runs import search, sweep
-from visionlab.runs.record import read_result
+from visionlab.runs.folder import read_result
 
 # The real search experiment with a test search space (tests/conf: search_space=diverging): a log-scale
 # lr from 1e-4 to 1e6 (leaky ReLU, no BN, plain SGD: large rates diverge) and a pooling choice whose

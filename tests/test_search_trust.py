@@ -20,7 +20,7 @@ from vl_helpers import assert_user_error, describe, user_env
 
 from visionlab.report.search import write_search_report
 from visionlab.runs import search
-from visionlab.runs.record import RunLock
+from visionlab.runs.folder import RunLock
 from visionlab.runs.summary import write_summary
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -9,7 +9,7 @@ import pandas as pd
 from conftest import REPO
 
 from visionlab.commands import resolvers
-from visionlab.runs import record, summary
+from visionlab.runs import folder, summary
 from visionlab.runs.naming import run_name, safe_name, swept_keys
 
 SWEEP_ARGV = ["train.py", "-m", "model.bn=true,false", "optimizer=sgd,adam", "data.subset=64", "trainer.max_epochs=1"]
@@ -87,7 +87,7 @@ def test_run_uid_differs_between_runs_and_is_stable_within_one():
 
 def write_run(sweep_dir: Path, name: str, **result) -> None:
     (sweep_dir / name).mkdir(parents=True)
-    record.write_result(sweep_dir / name, {"run": name, **result})
+    folder.write_result(sweep_dir / name, {"run": name, **result})
 
 
 def test_summary_orders_by_job_and_reports_failures(tmp_path):

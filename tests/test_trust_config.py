@@ -134,7 +134,7 @@ def test_resume_with_fewer_epochs_than_trained_is_refused_naming_both(two_epoch_
 
 def test_resume_counts_the_epochs_of_last_ckpt_when_the_record_has_none(two_epoch_run, tmp_path, monkeypatch):
     """A run killed outright: its result.json says running, with no epochs; last.ckpt knows."""
-    from visionlab.commands.train import resume_config
+    from visionlab.commands.resume import resume_config
 
     _, trained = two_epoch_run
     run_dir = tmp_path / "killed"

@@ -24,7 +24,7 @@ from vl_helpers import challenge_overrides, compose_cfg, predict_inproc, train_i
 
 from visionlab.config.trust import UntrustedConfigError
 from visionlab.runs.checkpoints import CheckpointWriteError
-from visionlab.runs.record import EarlierRun, RunLock, read_result
+from visionlab.runs.folder import EarlierRun, RunLock, read_result
 
 
 def digest(path: Path) -> str:
@@ -208,7 +208,7 @@ def test_refused_run_folder_names_unfinished_runs_and_the_resume(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps({"status": "running"}))
     (tmp_path / ".lock").write_text("999999999\n")  # no such process: the run was killed
     with pytest.raises(EarlierRun, match=r"an unfinished run \(status interrupted\).*resume=") as info:
-        from visionlab.runs.record import refuse_earlier_run
+        from visionlab.runs.folder import refuse_earlier_run
 
         refuse_earlier_run(tmp_path)
     assert not info.value.finished
@@ -275,7 +275,7 @@ def test_a_crash_while_a_checkpoint_moves_into_place_keeps_the_previous_one(make
 
 
 def test_records_are_written_whole_and_a_killed_runs_record_reads_interrupted(tmp_path, monkeypatch):
-    from visionlab.runs.record import write_result
+    from visionlab.runs.folder import write_result
 
     write_result(tmp_path, {"status": "running"})
     (tmp_path / ".lock").write_text(f"{os.getpid()}\n")

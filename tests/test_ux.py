@@ -247,7 +247,7 @@ def test_best_ckpt_carries_weights_and_config_only_and_resume_uses_last(tmp_path
     from omegaconf import OmegaConf
     from vl_helpers import predict_inproc, train_small_challenge
 
-    from visionlab.commands.train import resume_config
+    from visionlab.commands.resume import resume_config
 
     ch, best = train_small_challenge(tmp_path)
     last = best.with_name("last.ckpt")

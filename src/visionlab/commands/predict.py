@@ -23,7 +23,7 @@ from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
 from visionlab.runs.atomic import nearest_existing, replace_atomically
-from visionlab.runs.record import read_result
+from visionlab.runs.folder import read_result
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def data_config(stored: dict, override: dict | None, replace: bool) -> dict:
 def restore_model(ckpt: dict) -> ImageClassifier:
     info = ckpt["visionlab"]
     cfg = OmegaConf.create(groups.upgrade(info["config"]))  # checkpoints from before the groups' _target_ too
-    from visionlab.commands.train import build_classifier  # same construction as training
+    from visionlab.training.build import build_classifier  # same construction as training
 
     model = build_classifier(
         cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False, info=info
@@ -257,52 +257,12 @@ def submission_table(
 
 
 def run(cfg: DictConfig) -> Path:
-    if OmegaConf.is_missing(cfg, "ckpt"):
-        raise CheckpointError(
-            "no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
-            "training prints the path of its best.ckpt."
-        )
-    paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
-    if not paths:
-        raise CheckpointError("ckpt=[] names no checkpoint.")
+    paths = given_checkpoints(cfg)
     out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "submission.csv"
     check_output(out, overwrite=bool(cfg.overwrite))
     paths = expand_checkpoints(paths, cfg.get("top_k"))
-    ckpts = [load_checkpoint(p) for p in paths]
-    infos = [c["visionlab"] for c in ckpts]
-    classes = infos[0]["classes"]
-    for p, info in zip(paths, infos):
-        if info["classes"] != classes:
-            raise CheckpointError(
-                f"{p} was trained on other classes ({info['classes']}) than {paths[0]} ({classes}); "
-                "an ensemble needs the same classes."
-            )
-    override = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") is not None else {}
-    replace = bool(cfg.get("data_group"))
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
-    total, datamodules = None, {}
-    for path, ckpt, info in zip(paths, ckpts, infos):
-        data = data_config(groups.upgrade(info["config"])["data"], override, replace)
-        data.update(image_size=info["image_size"], interpolation=info["interpolation"])
-        if cfg.get("batch_size"):
-            data["batch_size"] = cfg.batch_size
-        key = (info["image_size"], info["interpolation"])
-        if key not in datamodules:
-            dm = groups.build(data, "data", cfg.get("data_group") or None, classes=classes)
-            check_classes(dm, classes, path, groups.upgrade(info["config"])["data"])
-            dm.setup("predict")
-            datamodules[key] = dm
-        dm = datamodules[key]
-        model = restore_model(ckpt)
-        probs = predict_probabilities(model, dm.test_set, dm.batch_size, device, tta=bool(cfg.tta))
-        log.info("Predicted %d images with %s", len(probs), path)
-        total = probs if total is None else total + probs
-    dm = next(iter(datamodules.values()))
-    probs = total / len(paths)
+    ckpts, classes = load_ensemble(paths)
+    probs, dm = ensemble_probabilities(cfg, paths, ckpts, classes)
     names = [classes[i] for i in probs.argmax(1)]
     table = submission_table(dm.sample, dm.test_items.ids, names, dm.id_col, dm.label_col)
     probs_out = out.with_name(f"{out.stem}_probs.csv") if cfg.get("output_probs") else None
@@ -320,3 +280,60 @@ def run(cfg: DictConfig) -> Path:
         correct = sum(a == b for a, b in zip(names, truth))
         print(f"Test accuracy: {correct / len(truth):.4f} ({correct}/{len(truth)})", flush=True)
     return out
+
+
+def given_checkpoints(cfg: DictConfig) -> list:
+    """ckpt= as a list of paths (runs and sweep folders still to expand)."""
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise CheckpointError(
+            "no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
+            "training prints the path of its best.ckpt."
+        )
+    paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
+    if not paths:
+        raise CheckpointError("ckpt=[] names no checkpoint.")
+    return paths
+
+
+def load_ensemble(paths: list) -> tuple[list[dict], list[str]]:
+    """The checkpoints, each loaded as data, and their classes (an ensemble's checkpoints must share them)."""
+    ckpts = [load_checkpoint(p) for p in paths]
+    classes = ckpts[0]["visionlab"]["classes"]
+    for p, ckpt in zip(paths, ckpts):
+        if ckpt["visionlab"]["classes"] != classes:
+            raise CheckpointError(
+                f"{p} was trained on other classes ({ckpt['visionlab']['classes']}) than {paths[0]} ({classes}); "
+                "an ensemble needs the same classes."
+            )
+    return ckpts, classes
+
+
+def ensemble_probabilities(cfg: DictConfig, paths: list, ckpts: list[dict], classes: list[str]):
+    """The checkpoints' mean class probabilities on the test images, and the datamodule that read them
+    (one per image size and interpolation the checkpoints were trained at)."""
+    override = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") is not None else {}
+    replace = bool(cfg.get("data_group"))
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
+    total, datamodules = None, {}
+    for path, ckpt in zip(paths, ckpts):
+        info = ckpt["visionlab"]
+        data = data_config(groups.upgrade(info["config"])["data"], override, replace)
+        data.update(image_size=info["image_size"], interpolation=info["interpolation"])
+        if cfg.get("batch_size"):
+            data["batch_size"] = cfg.batch_size
+        key = (info["image_size"], info["interpolation"])
+        if key not in datamodules:
+            dm = groups.build(data, "data", cfg.get("data_group") or None, classes=classes)
+            check_classes(dm, classes, path, groups.upgrade(info["config"])["data"])
+            dm.setup("predict")
+            datamodules[key] = dm
+        dm = datamodules[key]
+        model = restore_model(ckpt)
+        probs = predict_probabilities(model, dm.test_set, dm.batch_size, device, tta=bool(cfg.tta))
+        log.info("Predicted %d images with %s", len(probs), path)
+        total = probs if total is None else total + probs
+    return total / len(paths), next(iter(datamodules.values()))

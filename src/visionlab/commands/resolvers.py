@@ -8,8 +8,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from visionlab.config.groups import PROJECT_DIR
+from visionlab.runs.folder import check_run_dir
 from visionlab.runs.naming import run_name, run_suffix
-from visionlab.runs.record import check_run_dir
 from visionlab.runs.sweep import hydra_subdir
 
 

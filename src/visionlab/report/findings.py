@@ -69,48 +69,12 @@ def facts_lines(
         "",
         f"best: {best['setting']}; worst: {worst['setting']}; gap worst - best = {gap:.4f} ({100 * gap:.1f} points)",
     ]
-    if n_seeds >= 2:
-        # Same seed = same validation split, training subset and batch order: compare per seed.
-        per_seed = runs.pivot_table(index="seed", columns="setting", values="best_val_err", aggfunc="first")
-        tied, overlapping = [], []
-        for _, row in scored.iloc[1:].iterrows():
-            diffs = (per_seed[row["setting"]] - per_seed[best["setting"]]).dropna()
-            text = (
-                f"{row['setting']} (+{row['best_val_err_mean'] - best['best_val_err_mean']:.4f}; "
-                f"per seed {', '.join(f'{d:+.4f}' for d in diffs)})"
-            )
-            if len(diffs) and (diffs <= 0).any():
-                tied.append(text)
-            elif row["best_val_err_min"] <= best["best_val_err_max"]:
-                overlapping.append(text)
-        if tied:
-            out.append(
-                f"within the seed spread (as good as {best['setting']} in at least one seed): " + "; ".join(tied)
-            )
-        if overlapping:
-            out.append(
-                f"worse than {best['setting']} in every seed, but the seed ranges overlap: " + "; ".join(overlapping)
-            )
-        if not tied and not overlapping:
-            out.append(
-                f"every other setting is worse than {best['setting']} in every seed, and the seed ranges do not overlap"
-            )
-    else:
-        out.append("one seed: no seed spread measured, so no difference here is established")
-    diverged = runs[runs["status"] == "diverged"]
-    unfinished = runs[~runs["status"].isin(DONE)]
-    out.append(
-        "diverged runs (NaN loss): "
-        + (
-            ", ".join(f"{r.setting} seed {r.seed} (stopped after epoch {r.epochs})" for r in diverged.itertuples())
-            or "none"
-        )
+    out += (
+        seed_lines(scored, runs)
+        if n_seeds >= 2
+        else ["one seed: no seed spread measured, so no difference here is established"]
     )
-    if len(unfinished):
-        out.append(
-            "runs that did not finish: "
-            + ", ".join(f"{r.setting} seed {r.seed}: {r.status}" for r in unfinished.itertuples())
-        )
+    out += run_status_lines(runs)
     if written_for is not None and not smoke:
         same = str(best["setting"]) == written_for
         out += [
@@ -118,6 +82,56 @@ def facts_lines(
             f"The analysis below was written from a run whose best setting was {written_for}: "
             + ("the same here." if same else f"NOTE: the best here is {best['setting']}; re-read the analysis."),
         ]
+    return out
+
+
+def seed_lines(scored: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    """What the seeds say about each setting against the best: as good in some seed, worse in every
+    seed with overlapping ranges, or outside the best's range. Same seed = same validation split,
+    training subset and batch order: compared per seed."""
+    best = scored.iloc[0]
+    per_seed = runs.pivot_table(index="seed", columns="setting", values="best_val_err", aggfunc="first")
+    tied, overlapping = [], []
+    for _, row in scored.iloc[1:].iterrows():
+        diffs = (per_seed[row["setting"]] - per_seed[best["setting"]]).dropna()
+        text = (
+            f"{row['setting']} (+{row['best_val_err_mean'] - best['best_val_err_mean']:.4f}; "
+            f"per seed {', '.join(f'{d:+.4f}' for d in diffs)})"
+        )
+        if len(diffs) and (diffs <= 0).any():
+            tied.append(text)
+        elif row["best_val_err_min"] <= best["best_val_err_max"]:
+            overlapping.append(text)
+    out = []
+    if tied:
+        out.append(f"within the seed spread (as good as {best['setting']} in at least one seed): " + "; ".join(tied))
+    if overlapping:
+        out.append(
+            f"worse than {best['setting']} in every seed, but the seed ranges overlap: " + "; ".join(overlapping)
+        )
+    if not tied and not overlapping:
+        out.append(
+            f"every other setting is worse than {best['setting']} in every seed, and the seed ranges do not overlap"
+        )
+    return out
+
+
+def run_status_lines(runs: pd.DataFrame) -> list[str]:
+    """The runs that diverged (NaN loss) and those that did not finish."""
+    diverged = runs[runs["status"] == "diverged"]
+    unfinished = runs[~runs["status"].isin(DONE)]
+    out = [
+        "diverged runs (NaN loss): "
+        + (
+            ", ".join(f"{r.setting} seed {r.seed} (stopped after epoch {r.epochs})" for r in diverged.itertuples())
+            or "none"
+        )
+    ]
+    if len(unfinished):
+        out.append(
+            "runs that did not finish: "
+            + ", ".join(f"{r.setting} seed {r.seed}: {r.status}" for r in unfinished.itertuples())
+        )
     return out
 
 

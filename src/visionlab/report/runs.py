@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from visionlab.errors import InputError
+from visionlab.runs.folder import RESULT_FILE, read_result
 from visionlab.runs.naming import parse_run_name
-from visionlab.runs.record import RESULT_FILE, read_result
 
 EVENTS_GLOB = "events.out.tfevents.*"
 SEED_KEY = "seed"

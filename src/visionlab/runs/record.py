@@ -1,126 +1,109 @@
-"""A run folder's record: who holds it, what it holds (result.json) and whether a new run may start in it.
-
-One process per run folder: an exclusive flock on <run>/.lock, with the holder's pid written in it.
-The kernel drops the lock when its holder exits, however it exits (kill -9 included), so a lock can
-never be left stuck; a second process on the same folder (two resume= of one run) is refused. A new
-run into a folder that holds an earlier run's record (hydra.run.dir= an old run, a sweep re-run into
-its folder) is refused too: its checkpoints are that run's, and predict would take them for the new."""
+"""A training run's record while it runs: `with RunRecord(folder, ...) as record:` holds the folder's
+lock, keeps result.json from `running` to how the run ended (completed, diverged, failed, interrupted),
+adds the wall time (a resumed run's earlier time included) and releases the folder at the end. A run
+killed outright still shows up in its sweep's summary: the `running` record is written first."""
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
+import logging
+import shlex
+import time
+import traceback
 from pathlib import Path
 
 from visionlab.errors import InputError
-from visionlab.runs.atomic import pid_alive, write_bytes_atomically
+from visionlab.runs.folder import RunLock, read_result, refuse_earlier_run, write_result
+from visionlab.runs.summary import write_summary
 
-LOCK_FILE = ".lock"
+log = logging.getLogger(__name__)
 
-
-class RunFolderInUse(InputError):
-    """Another process trains in this run folder (or sweeps into this sweep folder)."""
-
-    def __init__(self, message: str, holder: str = "?"):
-        super().__init__(message)
-        self.holder = holder
+WORST_ERR = 1.0  # an error rate cannot be worse
 
 
-class RunLock:
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_FILE
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+class RunRecord:
+    """The record of one training run in `out_dir`.
+
+    Args:
+        out_dir: the run folder (made if missing).
+        main: whether this process keeps the record (under DDP every rank trains; rank 0 records).
+        resume: the run continues an earlier one in the same folder (its record is `previous`).
+        sweep_job: a job of a sweep: a failure is recorded and the sweep goes on with its other jobs.
+        fields: what the record says from the start (job number, overrides).
+
+    Raises:
+        RunFolderInUse: another process holds the folder.
+        EarlierRun: the folder holds another run's record or checkpoints (a new run never trains over it).
+    """
+
+    def __init__(self, out_dir: Path, main: bool, resume: bool, sweep_job: bool, fields: dict | None = None):
+        self.out_dir, self.main, self.resume, self.sweep_job = Path(out_dir), main, resume, sweep_job
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # one process per run folder (DDP's other ranks work under rank 0's hold), taken before anything in
+        # it is read or written; then a folder holding another run's record is never trained over
+        self.lock = RunLock(self.out_dir) if main else None
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "(still starting)"
-            os.close(self.fd)
-            self.fd = None
-            raise RunFolderInUse(
-                f"run folder {run_dir} is in use by process {holder} (another train.py in it, e.g. "
-                f"a resume= of the same run). Wait for it to end, or stop it (kill {holder}), and "
-                "try again.",
-                holder,
-            ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+            if main and not resume:
+                refuse_earlier_run(self.out_dir, self.lock)
+        except InputError:
+            self.release()
+            raise
+        self.previous = read_result(self.out_dir) if resume else {}  # kept when a resume fails
+        self.result = {"run": self.out_dir.name, **(fields or {}), "status": "running", "run_dir": str(self.out_dir)}
+        self.start = time.time()
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the lock; the file stays (removing it would race a new holder)
-            self.fd = None
+        if self.lock is not None:
+            self.lock.release()
 
+    def __enter__(self) -> RunRecord:
+        self.start = time.time()
+        if self.main:
+            write_result(self.out_dir, self.result)  # a run killed outright still shows up in its sweep's summary
+            if not self.sweep_job:
+                print(f"Run folder: {self.out_dir}", flush=True)
+        return self
 
-def folder_in_use(run_dir: Path) -> bool:
-    """Whether a live process holds `run_dir` (the pid its lock file names). Reads only: trying the
-    lock itself could, for an instant, refuse a run that is starting."""
-    try:
-        text = (Path(run_dir) / LOCK_FILE).read_text().strip()
-    except OSError:
-        return False
-    return text.isdigit() and pid_alive(int(text))
+    def __exit__(self, kind, error, tb) -> bool:
+        result = self.result
+        if kind is not None and issubclass(kind, (KeyboardInterrupt, SystemExit)):
+            result["status"] = "interrupted"  # Lightning ends Ctrl-C with exit(1) and SIGTERM with a code-less exit
+        elif kind is not None:
+            result["status"], result["error"] = "failed", f"{kind.__name__}: {error}"
+            if self.sweep_job:  # the sweep goes on with its other jobs
+                log.error("Run failed: %s", error if isinstance(error, InputError) else traceback.format_exc())
+        self._close()
+        if kind is not None and issubclass(kind, SystemExit):
+            raise SystemExit(error.code or 143) from None
+        return kind is not None and issubclass(kind, Exception) and self.sweep_job
 
+    def _close(self) -> None:
+        result = self.result
+        if result["status"] == "running":  # Ctrl-C / SIGTERM end Lightning's fit with SystemExit
+            result["status"] = "interrupted"
+        if result["status"] == "interrupted" and self.main:
+            print(f"Interrupted. Continue with: python train.py {shlex.quote(f'resume={self.out_dir}')}", flush=True)
+        result["wall_time_s"] = round(time.time() - self.start, 1) + float(self.previous.get("wall_time_s") or 0.0)
+        if result["status"] == "failed" and self.previous.get("status") not in (None, "unreadable"):
+            log.warning(
+                "The resume failed; %s keeps its earlier record (status %s).",
+                self.out_dir / "result.json",
+                self.previous["status"],
+            )
+            self.result = self.previous
+        if self.main:
+            write_result(self.out_dir, self.result)
+            if self.resume and (self.out_dir.parent / "multirun.yaml").is_file():
+                write_summary(self.out_dir.parent)  # the resumed job's sweep summary is current again
+        self.release()
 
-class EarlierRun(InputError):
-    """The folder holds an earlier run; `finished` when that run completed (a re-run sweep skips it)."""
+    @property
+    def kept_new(self) -> bool:
+        """Whether the record is this run's (not the earlier one a failed resume kept)."""
+        return self.result is not self.previous
 
-    def __init__(self, message: str, record: dict, finished: bool):
-        super().__init__(message)
-        self.record, self.finished = record, finished
-
-
-def refuse_earlier_run(run_dir: Path, lock: RunLock | None = None) -> None:
-    """Raise EarlierRun when `run_dir` holds a run's record or checkpoints (to be called holding its lock)."""
-    run_dir = Path(run_dir)
-    record = read_result(run_dir)
-    if record.get("status") == "running" and lock is not None:  # its writer is gone: we hold the folder
-        record["status"] = "interrupted"
-    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
-    if not record and not checkpoints:
-        return
-    status = record.get("status") or "unrecorded"
-    finished = status in ("completed", "diverged")
-    what = f"a finished run (status {status}" if finished else f"an unfinished run (status {status}"
-    if record.get("best_val_err") is not None:
-        what += f", best val err {float(record['best_val_err']):.4f}"
-    what += f"; {', '.join(checkpoints)})" if checkpoints else ")"
-    fix = (
-        f"Predict it: python predict.py 'ckpt=\"{run_dir}\"'; to train again, use another folder (or remove this one)."
-        if finished
-        else f"Continue it: python train.py 'resume={run_dir}', or remove the folder to start over."
-    )
-    raise EarlierRun(f"{run_dir} already holds {what}, kept as it is. {fix}", record, finished)
-
-
-RESULT_FILE = "result.json"
-
-
-def write_result(run_dir: Path, result: dict) -> None:
-    write_bytes_atomically(Path(run_dir) / RESULT_FILE, json.dumps(result, indent=2, default=str).encode())
-
-
-def read_result(run_dir: Path) -> dict:
-    """A run's result.json; {} when it has none, status 'unreadable' when it cannot be read. A record
-    that says `running` while no process holds the run's folder is a run that was killed: `interrupted`."""
-    path = Path(run_dir) / RESULT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return {"run": path.parent.name, "status": "unreadable", "error": f"{RESULT_FILE}: {e}"}
-    if isinstance(result, dict) and result.get("status") == "running" and not folder_in_use(path.parent):
-        result["status"] = "interrupted"
-    return result if isinstance(result, dict) else {"run": path.parent.name, "status": "unreadable"}
-
-
-def check_run_dir(path) -> Path:
-    """A finished or interrupted training run's folder (it holds the run's own .hydra/config.yaml)."""
-    run_dir = Path(str(path)).expanduser()
-    if not (run_dir / ".hydra" / "config.yaml").is_file():
-        raise ValueError(
-            f"resume={path!r} is not a training run's folder (no .hydra/config.yaml in it). Give the "
-            "folder a run printed, e.g. outputs/train/runs/<time>_<token>."
-        )
-    return run_dir
+    def best_val_err(self) -> float:
+        """The run's best val error; the worst error rate when there is none (diverged at once, failed,
+        no validation split), finite so that a sweeper ranks the run last instead of crashing on NaN
+        (hydra-optuna-sweeper, issue 2237)."""
+        best = self.result.get("best_val_err")
+        return WORST_ERR if best is None else float(best)

@@ -163,7 +163,7 @@ def _trial_number(run) -> int | None:
 
 
 def _lock_held(folder: Path) -> bool:
-    """Whether a process holds the folder's run lock (visionlab.runs.record: an flock on <folder>/.lock,
+    """Whether a process holds the folder's run lock (visionlab.runs.folder: an flock on <folder>/.lock,
     which the kernel drops when its holder dies). Unlike the pid written in the file (which a new
     process may have by now) the flock itself says whether anyone runs there. Tried with a shared,
     non-blocking flock, dropped at once: only asked of folders whose record or trial says running."""
@@ -176,7 +176,7 @@ def _lock_held(folder: Path) -> bool:
     except BlockingIOError:
         return True
     except OSError:  # no flock on this file system: the pid in the file is all there is
-        from visionlab.runs.record import folder_in_use
+        from visionlab.runs.folder import folder_in_use
 
         return folder_in_use(folder)
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from visionlab.runs.atomic import write_bytes_atomically
-from visionlab.runs.record import RESULT_FILE, read_result
+from visionlab.runs.folder import RESULT_FILE, read_result
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,8 +13,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from visionlab.config.argv import command_line_overrides
+from visionlab.runs.folder import check_run_dir
 from visionlab.runs.naming import SWEPT_KEYS_ENV, _parse, swept_keys
-from visionlab.runs.record import check_run_dir
 from visionlab.runs.search import (
     INTERRUPTED,
     TRIAL_OFFSET_ENV,
@@ -63,7 +63,7 @@ def plain_optuna_logs() -> None:
 def lock_sweep(sweep_dir: Path):
     """One sweep per sweep folder: a second sweep into it (hydra.sweep.dir=, a search resumed twice)
     stops here, in one line, before anything of the first is overwritten."""
-    from visionlab.runs.record import RunFolderInUse, RunLock
+    from visionlab.runs.folder import RunFolderInUse, RunLock
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     try:
