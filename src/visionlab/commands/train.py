@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 
-from visionlab.commands.preflight import check_train
+from visionlab.commands.preflight import check_train, single_run
 from visionlab.commands.resume import resume_config
 from visionlab.config import groups
 from visionlab.data.batch_augment import BatchAugmentation
@@ -88,7 +88,8 @@ def train(cfg: DictConfig, record: RunRecord, built: Built) -> None:
     result["threads"] = apply_threads(
         cfg.get("threads"), HydraConfig.get().launcher if HydraConfig.initialized() else None
     )
-    check_train(cfg)  # for sweep jobs, which the entry point does not check (they fail one by one)
+    if not single_run():  # train.py checked a single run already; sweep jobs fail one by one, here
+        check_train(cfg)
     check_group_keys(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     augmentation = as_dict(cfg.augmentation)
