@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from visionlab.commands.preflight import given_checkpoints
 from visionlab.config import groups
 from visionlab.config.trust import trusted_config
 from visionlab.data import DataError
@@ -280,19 +281,6 @@ def run(cfg: DictConfig) -> Path:
         correct = sum(a == b for a, b in zip(names, truth))
         print(f"Test accuracy: {correct / len(truth):.4f} ({correct}/{len(truth)})", flush=True)
     return out
-
-
-def given_checkpoints(cfg: DictConfig) -> list:
-    """ckpt= as a list of paths (runs and sweep folders still to expand)."""
-    if OmegaConf.is_missing(cfg, "ckpt"):
-        raise CheckpointError(
-            "no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
-            "training prints the path of its best.ckpt."
-        )
-    paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
-    if not paths:
-        raise CheckpointError("ckpt=[] names no checkpoint.")
-    return paths
 
 
 def load_ensemble(paths: list) -> tuple[list[dict], list[str]]:

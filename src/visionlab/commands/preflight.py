@@ -238,14 +238,21 @@ def check_train(cfg: DictConfig) -> None:
     check_pretrained(cfg)
 
 
-def check_predict(cfg: DictConfig) -> None:
+def given_checkpoints(cfg: DictConfig) -> list:
+    """ckpt= as a list of paths (runs and sweep folders still to expand); none given: refused."""
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise InputError(
             "no checkpoint given. Usage: python predict.py ckpt=PATH (or ckpt=[a.ckpt,b.ckpt]); "
             "training prints the path of its best.ckpt."
         )
     paths = list(cfg.ckpt) if isinstance(cfg.ckpt, (list, ListConfig)) else [cfg.ckpt]
-    for path in paths:
+    if not paths:
+        raise InputError("ckpt=[] names no checkpoint.")
+    return paths
+
+
+def check_predict(cfg: DictConfig) -> None:
+    for path in given_checkpoints(cfg):
         if not Path(str(path)).expanduser().exists():
             raise InputError(
                 f"ckpt={str(path)!r} does not exist. Give the path that training printed "
