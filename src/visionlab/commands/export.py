@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import nn
 
 from visionlab.commands.predict import CheckpointError, expand_checkpoints, load_checkpoint, restore_model
 from visionlab.errors import ConfigError, InputError
+from visionlab.runs.atomic import refuse_kept, replace_atomically, write_bytes_atomically
 
 log = logging.getLogger(__name__)
 
@@ -157,27 +157,23 @@ def run(cfg: DictConfig) -> Path:
     if meta_path == out:
         raise InputError(f"output={str(out)!r} would be overwritten by its own .json; give a .onnx or .pt file.")
     for path in (out, meta_path):
-        if path.exists() and not cfg.overwrite:
-            raise InputError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+        refuse_kept(path, bool(cfg.overwrite))
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model = ProbabilityModel(restore_model(ckpt)).eval()
     size = info["image_size"]
     example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # never a half-written model under the real name
-    try:
+
+    def write(tmp: Path) -> None:  # never a half-written model under the real name
         with torch.no_grad():
             if fmt == "onnx":
                 export_onnx(model, example, tmp, cfg.get("opset", 17))
             else:
                 export_torchscript(model, example, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    replace_atomically(out, write)
     meta = metadata(info, fmt, out, ckpt_path, cfg.get("opset", 17) if fmt == "onnx" else None)
-    meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(meta_tmp, meta_path)
+    write_bytes_atomically(meta_path, json.dumps(meta, indent=2).encode())
     print(
         f"Exported {fmt} ({len(info['classes'])} classes, uint8 images 3x{size}x{size} -> probabilities): {out}\n"
         f"  classes and preprocessing: {meta_path}",

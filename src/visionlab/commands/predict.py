@@ -23,7 +23,7 @@ from visionlab.data.datamodule import ImageDataset, sort_classes
 from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
-from visionlab.runs.atomic import nearest_existing, replace_atomically
+from visionlab.runs.atomic import nearest_existing, refuse_kept, replace_atomically
 from visionlab.runs.folder import read_result
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,7 @@ def check_output(path: Path, overwrite: bool) -> None:
     """Before any predicting: the submission may be written to `path`."""
     if path.is_dir():
         raise InputError(f"output={str(path)!r} is a folder. Give a file name, e.g. output={path / 'submission.csv'}.")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+    refuse_kept(path, overwrite)
     folder = writable_folder(path.parent)
     if folder is not None:
         raise InputError(

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from visionlab.config.values import TYPED_GROUPS, check_loader_values, target_numbers, type_error, wrong_type
 from visionlab.errors import ConfigError, InputError, load_failure
-from visionlab.runs.atomic import nearest_existing
+from visionlab.runs.atomic import nearest_existing, refuse_kept
 from visionlab.runs.budget import check_budget
 
 NO_GPU = "no CUDA GPU visible; use trainer.accelerator=auto or cpu"
@@ -259,8 +259,8 @@ def check_predict(cfg: DictConfig) -> None:
                 "(…/checkpoints/best.ckpt, or its run folder)."
             )
     output = cfg.get("output")
-    if output and Path(str(output)).exists() and not cfg.get("overwrite"):
-        raise InputError(f"{output} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
+    if output:
+        refuse_kept(Path(str(output)), bool(cfg.get("overwrite")))
     if cfg.get("data") is not None and cfg.data.get("root") is not None:
         check_data_root(cfg)
     if str(cfg.get("device")) == "cuda":

@@ -9,11 +9,19 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from visionlab.errors import InputError
+
 
 def temporary_for(path: Path) -> Path:
     """`.<name>.visionlab-<pid>.tmp`: a name only this project writes, so that the clean-up of a killed
     writer's file can never take a user's own `.<x>.<digits>.tmp`."""
     return path.with_name(f".{path.name}.visionlab-{os.getpid()}.tmp")
+
+
+def refuse_kept(path: Path, overwrite: bool) -> None:
+    """An output file that exists is the user's: kept unless overwrite=true."""
+    if Path(path).exists() and not overwrite:
+        raise InputError(f"{path} exists and is kept. Choose another output=FILE, or pass overwrite=true.")
 
 
 def nearest_existing(path: Path) -> Path:
