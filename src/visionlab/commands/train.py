@@ -30,7 +30,7 @@ from visionlab.data.datamodule import ImageDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.errors import ConfigError, InputError, load_failure
 from visionlab.models import ImageClassifier
-from visionlab.models.factory import default_preprocessing
+from visionlab.models.preprocessing import resolve_preprocessing
 from visionlab.runs.budget import apply_budget, keeper
 from visionlab.runs.checkpoints import AtomicCheckpointIO
 from visionlab.runs.distributed import child_processes_run, is_main_process
@@ -63,11 +63,8 @@ def check_group_keys(cfg: DictConfig) -> None:
 
 def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: bool = True) -> ImageDataModule:
     data = as_dict(cfg.data)
-    preprocessing = default_preprocessing(cfg.model)
-    if data.get("image_size") is None:
-        data["image_size"] = preprocessing["image_size"] if preprocessing else 28
-    if data.get("interpolation") is None:
-        data["interpolation"] = preprocessing["interpolation"] if preprocessing else "bilinear"
+    preprocessing = resolve_preprocessing(cfg.model, data)
+    data.update(image_size=preprocessing["image_size"], interpolation=preprocessing["interpolation"])
     augmentation = as_dict(cfg.augmentation)
     # augmentation.batched: the transforms run on whole batches in the trainer (visionlab.data.batch_augment)
     transform = build_transforms(augmentation.get("transforms")) if train and not augmentation.get("batched") else None
@@ -281,17 +278,9 @@ def run(cfg: DictConfig) -> float:
         # one pass over training and test data (a broken test image fails now, not after training),
         # so that one error lists every problem of both
         dm.setup(None if dm.has_test_images() else "fit")
-        pre = default_preprocessing(cfg.model)
-        mean, std = (pre["mean"], pre["std"]) if pre else dm.channel_stats()
-        info = {
-            "config": as_dict(cfg),
-            "classes": dm.classes,
-            "image_size": dm.image_size,
-            "interpolation": dm.interpolation,
-            "mean": mean,
-            "std": std,
-        }
-        model = build_classifier(cfg, dm.classes, dm.image_size, mean, std, info=info)
+        pre = resolve_preprocessing(cfg.model, as_dict(cfg.data), dm.channel_stats)  # stored in the checkpoint
+        info = {"config": as_dict(cfg), "classes": dm.classes, **pre}
+        model = build_classifier(cfg, dm.classes, pre["image_size"], pre["mean"], pre["std"], info=info)
         result["params"] = sum(p.numel() for p in model.parameters())
         if getattr(model.net, "visionlab_weights", None):
             result["weights"] = model.net.visionlab_weights

@@ -4,10 +4,9 @@ ImageClassifier. The keys split here, by name, between the network and the class
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
-from visionlab.models.backbones import build_timm, preprocessing
+from visionlab.models.backbones import build_timm
 from visionlab.models.classifier import ImageClassifier
 from visionlab.models.cnn import build_cnn
 from visionlab.models.resnet import build_resnet
@@ -207,19 +206,3 @@ def timm_classifier(
         mixup_off_epoch=mixup_off_epoch,
         info=info,
     )
-
-
-def default_preprocessing(model_cfg: Mapping) -> dict | None:
-    """What a pretrained backbone was trained with (mean, std, size, interpolation); None for the
-    scratch CNN (no model.name), whose mean and std come from the training data."""
-    if not model_cfg.get("name"):
-        return None
-    return dict(_timm_preprocessing(model_cfg["name"]))
-
-
-@functools.lru_cache(maxsize=8)
-def _timm_preprocessing(name: str) -> dict:
-    """Building the model to read its pretrained config is not free: once per name per process."""
-    import timm
-
-    return preprocessing(timm.create_model(name, pretrained=False, num_classes=0))
