@@ -6,6 +6,7 @@ checkpoints and run folders written before the groups had a `_target_`."""
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,11 +63,18 @@ def _as_dict(node) -> dict:
 
 def accepted_keys(target: str) -> set[str] | None:
     """The keyword arguments `target` (a dotted path to a class or function) takes; None when it
-    takes any. A class whose __init__ passes **kwargs on to its parent's takes the parent's too."""
+    takes any. A class whose __init__ passes **kwargs on to its parent's takes the parent's too; a
+    function whose **kwargs go on to the class it returns (the model group's builders, whose return
+    annotation names ImageClassifier) takes that class's too."""
     obj = get_method(target)
-    functions = (
-        [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj) else [obj]
-    )
+    if inspect.isclass(obj):
+        functions = [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__]
+    else:
+        try:
+            returned = typing.get_type_hints(obj).get("return")
+        except Exception:  # annotations that do not resolve here: the function's own keywords only
+            returned = None
+        functions = [obj] + ([returned.__init__] if inspect.isclass(returned) else [])
     keys: set[str] = set()
     for fn in functions:
         params = inspect.signature(fn).parameters.values()
