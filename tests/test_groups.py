@@ -67,7 +67,7 @@ def test_one_cycle_survives_runs_of_a_few_steps(steps_per_epoch, epochs):
     ],
 )
 def test_a_misspelt_key_in_a_yaml_file_is_named(group, option):
-    node = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / group / f"{option}.yaml"))
+    node = groups.option_node(REPO / "conf" / group / f"{option}.yaml")  # with its bases (conf/_bases/)
     groups.check_keys(node, group, option)  # the shipped file is clean
     node["bnn"] = True
     with pytest.raises(ConfigError, match=rf"^{group}\.bnn is not a key of {group}={option}; its keys are "):

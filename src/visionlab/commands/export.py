@@ -21,6 +21,7 @@ from torch import nn
 
 from visionlab.commands.predict import CheckpointError, expand_checkpoints, load_checkpoint, restore_model
 from visionlab.errors import ConfigError, InputError
+from visionlab.models.preprocessing import stored_preprocessing
 from visionlab.runs.atomic import refuse_kept, replace_atomically, write_bytes_atomically
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def one_checkpoint(ckpt) -> Path:
 
 
 def metadata(info: dict, fmt: str, model_file: Path, ckpt_path: Path, opset: int | None) -> dict:
-    size = info["image_size"]
+    pre = stored_preprocessing(info)
+    size = pre["image_size"]
     return {
         "format": fmt,
         "model": model_file.name,
@@ -83,11 +85,11 @@ def metadata(info: dict, fmt: str, model_file: Path, ckpt_path: Path, opset: int
         "classes": list(info["classes"]),
         "preprocessing": {
             "image_size": size,
-            "interpolation": info["interpolation"],
+            "interpolation": pre["interpolation"],
             "resize": f"convert to RGB, then resize the whole image to {size}x{size} with PIL's "
-            f"{info['interpolation']} filter (no crop, aspect ratio not kept), as visionlab does",
-            "mean": list(info["mean"]),
-            "std": list(info["std"]),
+            f"{pre['interpolation']} filter (no crop, aspect ratio not kept), as visionlab does",
+            "mean": list(pre["mean"]),
+            "std": list(pre["std"]),
             "normalization": "inside the model: (pixel / 255 - mean) / std; feed raw uint8 pixels",
         },
         **({"opset": opset} if opset is not None else {}),
@@ -161,7 +163,7 @@ def run(cfg: DictConfig) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model = ProbabilityModel(restore_model(ckpt)).eval()
-    size = info["image_size"]
+    size = stored_preprocessing(info)["image_size"]
     example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
     def write(tmp: Path) -> None:  # never a half-written model under the real name

@@ -23,6 +23,7 @@ from visionlab.data.datamodule import ImageDataset, sort_classes
 from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier
+from visionlab.models.preprocessing import stored_preprocessing
 from visionlab.runs.atomic import nearest_existing, refuse_kept, replace_atomically
 from visionlab.runs.folder import read_result
 
@@ -134,8 +135,9 @@ def restore_model(ckpt: dict) -> ImageClassifier:
     cfg = OmegaConf.create(groups.upgrade(info["config"]))  # checkpoints from before the groups' _target_ too
     from visionlab.training.build import build_classifier  # same construction as training
 
+    pre = stored_preprocessing(info)
     model = build_classifier(
-        cfg, info["classes"], info["image_size"], info["mean"], info["std"], load_weights=False, info=info
+        cfg, info["classes"], pre["image_size"], pre["mean"], pre["std"], load_weights=False, info=info
     )
     model.load_state_dict(ckpt["state_dict"])  # EMA weights, when training kept an EMA (Lightning stores them here)
     return model.eval()
@@ -309,10 +311,11 @@ def ensemble_probabilities(cfg: DictConfig, paths: list, ckpts: list[dict], clas
     for path, ckpt in zip(paths, ckpts):
         info = ckpt["visionlab"]
         data = data_config(groups.upgrade(info["config"])["data"], override, replace)
-        data.update(image_size=info["image_size"], interpolation=info["interpolation"])
+        pre = stored_preprocessing(info)
+        data.update(image_size=pre["image_size"], interpolation=pre["interpolation"])
         if cfg.get("batch_size"):
             data["batch_size"] = cfg.batch_size
-        key = (info["image_size"], info["interpolation"])
+        key = (pre["image_size"], pre["interpolation"])
         if key not in datamodules:
             dm = groups.build(data, "data", cfg.get("data_group") or None, classes=classes)
             check_classes(dm, classes, path, groups.upgrade(info["config"])["data"])

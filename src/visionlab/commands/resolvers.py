@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from visionlab.config.groups import PROJECT_DIR
+from visionlab.config.groups import PROJECT_DIR, option_groups
 from visionlab.runs.folder import check_run_dir
 from visionlab.runs.naming import run_name, run_suffix
 from visionlab.runs.sweep import hydra_subdir
@@ -22,6 +22,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("vl.run_name", run_name)
     OmegaConf.register_new_resolver("vl.run_suffix", run_suffix)
     OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
+    OmegaConf.register_new_resolver("vl.option_groups", option_groups)  # train.py --help
     OmegaConf.register_new_resolver("vl.mlflow_store", _mlflow_store)
     OmegaConf.register_new_resolver("vl.folder_name", lambda path: Path(str(path)).resolve().name)
     OmegaConf.register_new_resolver("vl.ddp_devices", _ddp_devices)

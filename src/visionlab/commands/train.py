@@ -24,7 +24,7 @@ from visionlab.data.batch_augment import BatchAugmentation
 from visionlab.data.datamodule import ImageDataModule
 from visionlab.errors import InputError
 from visionlab.models import ImageClassifier
-from visionlab.models.factory import default_preprocessing
+from visionlab.models.preprocessing import resolve_preprocessing
 from visionlab.runs.budget import apply_budget, keeper
 from visionlab.runs.distributed import child_processes_run, is_main_process
 from visionlab.runs.folder import EarlierRun, RunFolderInUse
@@ -129,17 +129,9 @@ def train(cfg: DictConfig, record: RunRecord, built: Built) -> None:
 
 def _classifier(cfg: DictConfig, dm: ImageDataModule) -> ImageClassifier:
     """The model, with the preprocessing its checkpoint records (predict and export read it back)."""
-    pre = default_preprocessing(cfg.model)
-    mean, std = (pre["mean"], pre["std"]) if pre else dm.channel_stats()
-    info = {
-        "config": as_dict(cfg),
-        "classes": dm.classes,
-        "image_size": dm.image_size,
-        "interpolation": dm.interpolation,
-        "mean": mean,
-        "std": std,
-    }
-    return build_classifier(cfg, dm.classes, dm.image_size, mean, std, info=info)
+    pre = resolve_preprocessing(cfg.model, as_dict(cfg.data), dm.channel_stats)
+    info = {"config": as_dict(cfg), "classes": dm.classes, **pre}
+    return build_classifier(cfg, dm.classes, pre["image_size"], pre["mean"], pre["std"], info=info)
 
 
 def fit_and_test(

@@ -6,6 +6,7 @@ checkpoints and run folders written before the groups had a `_target_`."""
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -62,11 +63,18 @@ def _as_dict(node) -> dict:
 
 def accepted_keys(target: str) -> set[str] | None:
     """The keyword arguments `target` (a dotted path to a class or function) takes; None when it
-    takes any. A class whose __init__ passes **kwargs on to its parent's takes the parent's too."""
+    takes any. A class whose __init__ passes **kwargs on to its parent's takes the parent's too; a
+    function whose **kwargs go on to the class it returns (the model group's builders, whose return
+    annotation names ImageClassifier) takes that class's too."""
     obj = get_method(target)
-    functions = (
-        [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj) else [obj]
-    )
+    if inspect.isclass(obj):
+        functions = [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__]
+    else:
+        try:
+            returned = typing.get_type_hints(obj).get("return")
+        except Exception:  # annotations that do not resolve here: the function's own keywords only
+            returned = None
+        functions = [obj] + ([returned.__init__] if inspect.isclass(returned) else [])
     keys: set[str] = set()
     for fn in functions:
         params = inspect.signature(fn).parameters.values()
@@ -126,12 +134,37 @@ def build(node, group: str, choice: str | None = None, **runtime):
 # ----------------------------------------------------------------------------- configs of before
 
 
+def option_node(path: Path) -> dict:
+    """An option's YAML file with the bases its defaults list pulls in (`- /_bases/<group>@_here_`:
+    conf/_bases/, the keys its group's options share) merged under its own keys, as Hydra composes
+    it. Read without Hydra (which composes only whole configs): the defaults list is dropped."""
+    node = OmegaConf.to_container(OmegaConf.load(path)) or {}  # unresolved: ${paths.output_dir} is the run's
+    merged: dict = {}
+    for entry in node.pop("defaults", None) or []:
+        if isinstance(entry, str) and entry.startswith("/_bases/"):
+            merged.update(option_node(CONF_DIR / f"{entry[1:].split('@')[0]}.yaml"))
+    return {**merged, **node}
+
+
+def option_groups(conf_dir: Path = CONF_DIR) -> str:
+    """`group: option, option` lines for train.py --help: what Hydra's $APP_CONFIG_GROUPS lists, less
+    the folders of shared bases (conf/_bases/), which Hydra counts as a group though no one picks
+    them."""
+    lines = []
+    for folder in sorted(p for p in conf_dir.rglob("*") if p.is_dir()):
+        group = folder.relative_to(conf_dir).as_posix()
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        if options and group.split("/")[0] != "hydra" and not group.startswith("_"):
+            lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines) + "\n"  # as Hydra's listing: a blank line after it
+
+
 def _option_file(group: str, name: str, key: str) -> dict:
     path = CONF_DIR / group / f"{name}.yaml"
     if not str(name).isidentifier() or not path.is_file():  # a plain option name, never a path
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         raise ConfigError(f"{group}.{key}={name!r} is not one of {options}.")
-    return _as_dict(OmegaConf.load(path))
+    return option_node(path)
 
 
 def upgrade(config: Mapping) -> dict:

@@ -89,7 +89,8 @@ def _find_def(module: str, name: str, depth: int = 0):
 
 def _params(node, module: str, depth: int = 0) -> dict:
     """{keyword: (annotation, default)} of a function, or of a class's __init__ with those of the
-    parents its **kwargs go on to."""
+    parents its **kwargs go on to; a function's **kwargs go on to the class it returns (its return
+    annotation), as groups.accepted_keys reads them."""
     if isinstance(node, ast.ClassDef):
         init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
         params = _signature(init) if init is not None else {}
@@ -100,7 +101,16 @@ def _params(node, module: str, depth: int = 0) -> dict:
                     for key, value in _params(*found, depth + 1).items():
                         params.setdefault(key, value)
         return params
-    return _signature(node)
+    params = _signature(node)
+    returns = node.returns
+    returned = (
+        returns.id if isinstance(returns, ast.Name) else returns.value if isinstance(returns, ast.Constant) else None
+    )
+    found = _find_def(module, returned) if node.args.kwarg is not None and isinstance(returned, str) else None
+    if found is not None and isinstance(found[0], ast.ClassDef) and depth < 6:
+        for key, value in _params(*found, depth + 1).items():
+            params.setdefault(key, value)
+    return params
 
 
 def _signature(fn: ast.FunctionDef) -> dict:

@@ -1,5 +1,6 @@
 """timm backbones: any timm model with a new head sized from the data, pretrained through timm's
-own download or from a local weights file, and the preprocessing its pretrained config asks for."""
+own download or from a local weights file (the preprocessing their pretrained config asks for:
+visionlab.models.preprocessing)."""
 
 from __future__ import annotations
 
@@ -217,14 +218,3 @@ def check_download_possible(name: str, timeout: float = 3.0) -> None:
 def head_name(net: nn.Module) -> str:
     """The classifier's module name: timm's pretrained config says; our CNN calls it `head`."""
     return (getattr(net, "pretrained_cfg", None) or {}).get("classifier") or "head"
-
-
-def preprocessing(model: nn.Module) -> dict:
-    """mean, std, input size and interpolation from a timm model's pretrained config."""
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    return {
-        "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
-        "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
-        "image_size": int(cfg.get("input_size", (3, 224, 224))[-1]),
-        "interpolation": cfg.get("interpolation", "bicubic"),
-    }

@@ -28,6 +28,28 @@ OUTPUTS = {
 }
 
 
+def batch_mixer(mixup: float, cutmix: float, label_smoothing: float, num_classes: int):
+    """timm's Mixup with these alphas (it smooths the mixed targets itself); None when both are 0."""
+    if not (mixup or cutmix):
+        return None
+    from timm.data import Mixup
+
+    return Mixup(
+        mixup_alpha=float(mixup), cutmix_alpha=float(cutmix), label_smoothing=label_smoothing, num_classes=num_classes
+    )
+
+
+def epoch_metrics(num_classes: int) -> tuple[nn.ModuleDict, nn.ModuleDict]:
+    """Per split, the accuracy and the mean loss, as torchmetrics states: under DDP, compute() reduces
+    them over every rank's samples, so an epoch's loss and error are those of the whole split,
+    whatever the process count."""
+    splits = ("train", "val", "test")
+    accuracy = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in splits})
+    # nan_strategy="disable": a NaN loss must reach the epoch mean, which is how divergence is detected
+    mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric(nan_strategy="disable") for s in splits})
+    return accuracy, mean_loss
+
+
 class ImageClassifier(pl.LightningModule):
     """Takes uint8 images (B, C, H, W); normalises them itself, so a checkpoint carries its own
     preprocessing to predict.py. `info` (config, class names) is stored in every checkpoint."""
@@ -71,17 +93,7 @@ class ImageClassifier(pl.LightningModule):
         self.freeze, self.unfreeze_epoch = bool(freeze), unfreeze_epoch
         self.backbone_lr_mult, self.layer_decay = float(backbone_lr_mult), layer_decay
         self.head_name = head_name(net)
-        self.mixup_off_epoch = mixup_off_epoch
-        self.mixup = None
-        if mixup or cutmix:
-            from timm.data import Mixup
-
-            self.mixup = Mixup(
-                mixup_alpha=float(mixup),
-                cutmix_alpha=float(cutmix),
-                label_smoothing=label_smoothing,
-                num_classes=num_classes,
-            )
+        self.mixup, self.mixup_off_epoch = batch_mixer(mixup, cutmix, label_smoothing, num_classes), mixup_off_epoch
         self.net, self.num_classes, self.output = net, num_classes, output
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.channels_last = label_smoothing, channels_last
@@ -89,12 +101,7 @@ class ImageClassifier(pl.LightningModule):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.info = dict(info or {})
-        # Epoch metrics as torchmetrics states: under DDP, compute() reduces them over every rank's
-        # samples, so an epoch's loss and error are those of the whole split, whatever the process count.
-        splits = ("train", "val", "test")
-        self.accuracy = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in splits})
-        # nan_strategy="disable": a NaN loss must reach the epoch mean, which is how divergence is detected
-        self.mean_loss = nn.ModuleDict({f"{s}_loss": MeanMetric(nan_strategy="disable") for s in splits})
+        self.accuracy, self.mean_loss = epoch_metrics(num_classes)
         self.diverged = False
         # The run's one record: per finished epoch, the epoch metrics exactly as logged. result.json,
         # the checkpoint, the progress lines and the sweep summary all read this list.

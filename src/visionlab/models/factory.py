@@ -1,13 +1,14 @@
-"""The `model` group's targets: one builder per option, each taking that option's keys (no defaults:
-conf/model/<option>.yaml holds them) plus what is known only at run time, and returning the
-ImageClassifier. The keys split here, by name, between the network and the classifier."""
+"""The `model` group's targets: one per option, each building only its network from that option's
+keys (no defaults: conf/model/<option>.yaml holds them) and handing every other key to the one
+funnel, ImageClassifier, through **classifier. Which key goes where is stated once: a network key is
+in its builder's signature below, a classifier key in ImageClassifier's (a missing classifier key in
+one builder of three was a real bug when each restated that call)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
-from visionlab.models.backbones import build_timm, preprocessing
+from visionlab.models.backbones import build_timm
 from visionlab.models.classifier import ImageClassifier
 from visionlab.models.cnn import build_cnn
 from visionlab.models.resnet import build_resnet
@@ -17,12 +18,6 @@ def cnn_classifier(
     *,
     num_classes: int,
     image_size: int,
-    optimizer: Callable,
-    scheduler: Callable | None,
-    mean: Sequence[float],
-    std: Sequence[float],
-    info: dict | None = None,
-    load_weights: bool = True,
     channels: Sequence[int],
     block_convs: int,
     bn: bool,
@@ -30,25 +25,16 @@ def cnn_classifier(
     activation: str,
     pool: str,
     head: str,
-    output: str,
     init: str,
     kernel_size: int,
-    label_smoothing: float,
-    channels_last: bool,
-    eval_flip: bool = False,  # the defaults: checkpoints written before these keys
-    mixup: float = 0.0,
-    cutmix: float = 0.0,
-    mixup_off_epoch: int | None = None,
+    load_weights: bool = True,
+    **classifier,
 ) -> ImageClassifier:
-    """model=cnn: the scratch CNN (models/cnn.py) in an ImageClassifier.
+    """model=cnn: the scratch CNN (models.cnn.build_cnn, which the keys above describe).
 
-    Args:
-        num_classes, image_size, optimizer, scheduler, mean, std, info: from the run (train.py).
-        load_weights: unused (the CNN has no pretrained weights); predict passes False to every builder.
-        channels, block_convs, bn, dropout, activation, pool, head, init, kernel_size: the network
-            (models.cnn.build_cnn).
-        output, label_smoothing, channels_last, eval_flip, mixup, cutmix, mixup_off_epoch: how it trains
-            and evaluates (ImageClassifier).
+    load_weights: unused (no pretrained weights); predict passes False to every builder.
+    **classifier: ImageClassifier's keywords (the run's optimizer, scheduler, mean, std, info; the
+    model.* keys output, label_smoothing, eval_flip, mixup...).
     """
     net = build_cnn(
         num_classes,
@@ -63,34 +49,13 @@ def cnn_classifier(
         init=init,
         kernel_size=kernel_size,
     )
-    return ImageClassifier(
-        net,
-        num_classes,
-        optimizer,
-        scheduler,
-        output=output,
-        mean=mean,
-        std=std,
-        label_smoothing=label_smoothing,
-        channels_last=channels_last,
-        eval_flip=eval_flip,
-        mixup=mixup,
-        cutmix=cutmix,
-        mixup_off_epoch=mixup_off_epoch,
-        info=info,
-    )
+    return ImageClassifier(net, num_classes, **classifier)
 
 
 def resnet_classifier(
     *,
     num_classes: int,
     image_size: int,
-    optimizer: Callable,
-    scheduler: Callable | None,
-    mean: Sequence[float],
-    std: Sequence[float],
-    info: dict | None = None,
-    load_weights: bool = True,
     channels: Sequence[int],
     stem: int,
     block_convs: int,
@@ -98,23 +63,13 @@ def resnet_classifier(
     activation: str,
     dropout: float,
     init: str,
-    output: str,
-    label_smoothing: float,
-    channels_last: bool,
-    eval_flip: bool,
-    mixup: float,
-    cutmix: float,
-    mixup_off_epoch: int | None,
+    load_weights: bool = True,
+    **classifier,
 ) -> ImageClassifier:
-    """model=resnet: the fast residual CNN (models/resnet.py) in an ImageClassifier.
+    """model=resnet: the fast residual CNN (models.resnet.build_resnet, which the keys above describe).
 
-    Args:
-        num_classes, image_size, optimizer, scheduler, mean, std, info: from the run (train.py).
-        load_weights: unused (no pretrained weights); predict passes False to every builder.
-        channels, stem, block_convs, residual, activation, dropout, init: the network
-            (models.resnet.build_resnet).
-        output, label_smoothing, channels_last, eval_flip, mixup, cutmix, mixup_off_epoch: how it trains
-            and evaluates (ImageClassifier).
+    load_weights: unused (no pretrained weights); predict passes False to every builder.
+    **classifier: ImageClassifier's keywords, as for cnn_classifier.
     """
     net = build_resnet(
         num_classes,
@@ -127,58 +82,26 @@ def resnet_classifier(
         dropout=dropout,
         init=init,
     )
-    return ImageClassifier(
-        net,
-        num_classes,
-        optimizer,
-        scheduler,
-        output=output,
-        mean=mean,
-        std=std,
-        label_smoothing=label_smoothing,
-        channels_last=channels_last,
-        eval_flip=eval_flip,
-        mixup=mixup,
-        cutmix=cutmix,
-        mixup_off_epoch=mixup_off_epoch,
-        info=info,
-    )
+    return ImageClassifier(net, num_classes, **classifier)
 
 
 def timm_classifier(
     *,
     num_classes: int,
     image_size: int,
-    optimizer: Callable,
-    scheduler: Callable | None,
-    mean: Sequence[float],
-    std: Sequence[float],
-    info: dict | None = None,
-    load_weights: bool = True,
     name: str,
     pretrained: bool,
     weights: str | None,
     allow_partial: bool,
     drop_rate: float,
-    output: str,
-    label_smoothing: float,
-    channels_last: bool,
-    freeze: bool,
-    unfreeze_epoch: int | None,
-    backbone_lr_mult: float,
-    layer_decay: float | None,
-    mixup: float,
-    cutmix: float,
-    mixup_off_epoch: int | None,
+    load_weights: bool = True,
+    **classifier,
 ) -> ImageClassifier:
-    """model=timm (and efficientnet_lite0): a timm backbone with a new head, in an ImageClassifier.
+    """model=timm (and efficientnet_lite0): a timm backbone with a new head (models.backbones.build_timm).
 
-    Args:
-        num_classes, image_size, optimizer, scheduler, mean, std, info: from the run (train.py).
-        load_weights: False builds the bare architecture (predict fills it from a checkpoint).
-        name, pretrained, weights, allow_partial, drop_rate: the network (models.backbones.build_timm).
-        output, label_smoothing, channels_last, freeze, unfreeze_epoch, backbone_lr_mult, layer_decay,
-            mixup, cutmix, mixup_off_epoch: how it trains and fine-tunes (ImageClassifier).
+    image_size: unused (the backbone takes any size; the data resizes to it).
+    load_weights: False builds the bare architecture (predict fills it from a checkpoint).
+    **classifier: ImageClassifier's keywords, the fine-tuning ones (freeze, backbone_lr_mult...) too.
     """
     net = build_timm(
         name,
@@ -188,38 +111,4 @@ def timm_classifier(
         allow_partial=allow_partial,
         drop_rate=drop_rate,
     )
-    return ImageClassifier(
-        net,
-        num_classes,
-        optimizer,
-        scheduler,
-        output=output,
-        mean=mean,
-        std=std,
-        label_smoothing=label_smoothing,
-        channels_last=channels_last,
-        freeze=freeze,
-        unfreeze_epoch=unfreeze_epoch,
-        backbone_lr_mult=backbone_lr_mult,
-        layer_decay=layer_decay,
-        mixup=mixup,
-        cutmix=cutmix,
-        mixup_off_epoch=mixup_off_epoch,
-        info=info,
-    )
-
-
-def default_preprocessing(model_cfg: Mapping) -> dict | None:
-    """What a pretrained backbone was trained with (mean, std, size, interpolation); None for the
-    scratch CNN (no model.name), whose mean and std come from the training data."""
-    if not model_cfg.get("name"):
-        return None
-    return dict(_timm_preprocessing(model_cfg["name"]))
-
-
-@functools.lru_cache(maxsize=8)
-def _timm_preprocessing(name: str) -> dict:
-    """Building the model to read its pretrained config is not free: once per name per process."""
-    import timm
-
-    return preprocessing(timm.create_model(name, pretrained=False, num_classes=0))
+    return ImageClassifier(net, num_classes, **classifier)

@@ -18,7 +18,7 @@ from visionlab.config import groups
 from visionlab.data.datamodule import ImageDataModule
 from visionlab.data.transforms import build_transforms
 from visionlab.models import ImageClassifier
-from visionlab.models.factory import default_preprocessing
+from visionlab.models.preprocessing import resolve_preprocessing
 from visionlab.runs.checkpoints import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,8 @@ def check_group_keys(cfg: DictConfig) -> None:
 
 def build_datamodule(cfg: DictConfig, classes: list[str] | None = None, train: bool = True) -> ImageDataModule:
     data = as_dict(cfg.data)
-    preprocessing = default_preprocessing(cfg.model)
-    if data.get("image_size") is None:
-        data["image_size"] = preprocessing["image_size"] if preprocessing else 28
-    if data.get("interpolation") is None:
-        data["interpolation"] = preprocessing["interpolation"] if preprocessing else "bilinear"
+    preprocessing = resolve_preprocessing(cfg.model, data)
+    data.update(image_size=preprocessing["image_size"], interpolation=preprocessing["interpolation"])
     augmentation = as_dict(cfg.augmentation)
     # augmentation.batched: the transforms run on whole batches in the trainer (visionlab.data.batch_augment)
     transform = build_transforms(augmentation.get("transforms")) if train and not augmentation.get("batched") else None

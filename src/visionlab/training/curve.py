@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from visionlab.data.datamodule import FashionMNISTDataModule
+from visionlab.models.preprocessing import stored_preprocessing
 
 FIELDS = ("epoch", "epoch_end_unix", "excluded_s", "test_acc")
 
@@ -32,8 +33,9 @@ class AccuracyCurve(pl.Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         begin = time.time()
         info = pl_module.info
+        pre = stored_preprocessing(info)
         dm = FashionMNISTDataModule(
-            root=self.root, image_size=info["image_size"], interpolation=info["interpolation"], classes=info["classes"]
+            root=self.root, image_size=pre["image_size"], interpolation=pre["interpolation"], classes=info["classes"]
         )
         dm.setup("test")
         if dm.test_set.labels is None:
