@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from visionlab.config.groups import PROJECT_DIR
+from visionlab.config.groups import PROJECT_DIR, group_options
 from visionlab.runs.naming import run_name, run_suffix
 from visionlab.runs.record import check_run_dir
 from visionlab.runs.sweep import hydra_subdir
@@ -15,13 +15,15 @@ from visionlab.runs.sweep import hydra_subdir
 
 def register_resolvers() -> None:
     """Resolvers the configs use: vl.uid (one random token per sweep or run, so two started in the
-    same second never share a folder), vl.run_name, vl.project (this checkout's folder)."""
+    same second never share a folder), vl.run_name, vl.project (this checkout's folder), vl.config_groups
+    (train.py --help's groups)."""
     if OmegaConf.has_resolver("vl.uid"):
         return
     OmegaConf.register_new_resolver("vl.uid", lambda: secrets.token_hex(3), use_cache=True)
     OmegaConf.register_new_resolver("vl.run_name", run_name)
     OmegaConf.register_new_resolver("vl.run_suffix", run_suffix)
     OmegaConf.register_new_resolver("vl.project", lambda: str(PROJECT_DIR))
+    OmegaConf.register_new_resolver("vl.config_groups", _config_groups)
     OmegaConf.register_new_resolver("vl.mlflow_store", _mlflow_store)
     OmegaConf.register_new_resolver("vl.folder_name", lambda path: Path(str(path)).resolve().name)
     OmegaConf.register_new_resolver("vl.ddp_devices", _ddp_devices)
@@ -36,6 +38,12 @@ def register_resolvers() -> None:
 
     OmegaConf.register_new_resolver("vl.trials_left", search.trials_left)
     OmegaConf.register_new_resolver("vl.trial_name", search.trial_name)
+
+
+def _config_groups() -> str:
+    """train.py --help's groups, as Hydra lists them (`group: option, ...`) less conf/_bases/, which
+    Hydra would list as one more group to pick from."""
+    return "".join(f"{group}: {', '.join(options)}\n" for group, options in group_options().items())
 
 
 def _mlflow_store(output_dir) -> str:

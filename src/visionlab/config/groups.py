@@ -16,7 +16,11 @@ from visionlab.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]  # the checkout (or the installed project folder)
 CONF_DIR = PROJECT_DIR / "conf"
-RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+# Hydra's own keys: `_target_` and its siblings, and an option file's defaults list (its bases)
+RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "defaults"}
+# conf/_bases/<group>.yaml: the keys a group's options share, pulled in by each option's defaults list
+# (`- /_bases/data@_here_`). Hydra sees the folder as one more group; it is none that users pick from.
+BASES = "_bases"
 # Group keys that no constructor takes: the trainer reads model.sync_bn (Lightning's sync_batchnorm);
 # model.arch documents which network the option builds (the _target_ decides).
 READ_ELSEWHERE = {"model": {"sync_bn", "arch"}}
@@ -131,7 +135,37 @@ def _option_file(group: str, name: str, key: str) -> dict:
     if not str(name).isidentifier() or not path.is_file():  # a plain option name, never a path
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         raise ConfigError(f"{group}.{key}={name!r} is not one of {options}.")
-    return _as_dict(OmegaConf.load(path))
+    return _as_dict(option_keys(path))
+
+
+# ----------------------------------------------------------------------------- option files and bases
+
+
+def option_keys(path: Path, conf_dir: Path = CONF_DIR) -> DictConfig:
+    """An option file's keys with those of the bases its defaults list names (`- /_bases/data@_here_`)
+    beneath them, as Hydra composes them (the option's own keys last: they win), interpolations kept.
+    Other defaults-list entries (an option extending another, `- timm@model`) are Hydra's alone."""
+    node = OmegaConf.load(path)
+    if not isinstance(node, DictConfig):
+        return OmegaConf.create()
+    merged = OmegaConf.create()
+    for entry in node.pop("defaults", None) or []:
+        name = entry.split("@")[0].lstrip("/") if isinstance(entry, str) else ""
+        if name.startswith(f"{BASES}/"):
+            merged = OmegaConf.merge(merged, option_keys(conf_dir / f"{name}.yaml", conf_dir))
+    return OmegaConf.merge(merged, node)
+
+
+def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
+    """{group: its options} of every group users pick from, nested ones as `experiment/ablation`: the
+    folders of conf/ holding YAML files, less Hydra's own and the bases."""
+    found = {}
+    for folder in sorted(p for p in conf_dir.rglob("*") if p.is_dir()):
+        group = folder.relative_to(conf_dir).as_posix()
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        if options and group.split("/")[0] not in ("hydra", BASES):
+            found[group] = options
+    return found
 
 
 def upgrade(config: Mapping) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from visionlab.config.argv import command_line_overrides
-from visionlab.config.groups import CONF_DIR
+from visionlab.config.groups import CONF_DIR, option_keys
 
 
 def group_keys(group: str, conf_dir: Path = CONF_DIR) -> set[str] | None:
@@ -21,7 +21,7 @@ def group_keys(group: str, conf_dir: Path = CONF_DIR) -> set[str] | None:
         return None
     keys: set[str] = set()
     for path in folder.glob("*.yaml"):
-        node = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        node = OmegaConf.to_container(option_keys(path, conf_dir))  # with its base's keys (conf/_bases)
         if path.read_text().startswith("# @package _global_"):  # model/efficientnet_lite0: keys under model:
             node = node.get(group) or {}
         if isinstance(node, dict):
