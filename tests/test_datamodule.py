@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from visionlab.data import ChallengeDataModule, DataError
-from visionlab.data.datamodule import sort_classes, stratified_split, stratified_subset
+from visionlab.data.split import sort_classes, stratified_split, stratified_subset
 
 
 def labels_of(counts: dict[int, int], seed: int = 0) -> np.ndarray:
