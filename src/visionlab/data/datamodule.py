@@ -58,6 +58,9 @@ class ImageDataModule(pl.LightningDataModule):
     readers. `classes` is given when predicting with a trained model (its class names, from the
     checkpoint); when training they come from the labels.
 
+    The keyword defaults serve a direct Python user; the YAML sets them (conf/_bases/data.yaml, each
+    option's file for its own keys), and tests/test_datamodule.py holds these to it.
+
     Args:
         root: the data folder (data.root).
         id_col, label_col: the submission's columns.
@@ -84,7 +87,7 @@ class ImageDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         subset: int | None = None,
         eval_subset: int | None = None,
-        batch_size: int = 128,
+        batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
         on_bad_image: str = "error",

@@ -25,7 +25,7 @@ class ChallengeDataModule(ImageDataModule):
 
     def __init__(
         self,
-        root: str | None = ".",
+        root: str | None,
         train_csv: str = "train.csv",
         train_dir: str = "train",
         test_dir: str = "test",
