@@ -16,7 +16,8 @@ from visionlab.data.items import Items, Unusable
 from visionlab.data.problems import DataError, Problems, listing
 from visionlab.data.tables import label_names, read_table
 
-# What a reader returns and may raise, importable from here with the readers themselves.
+# The readers, what they return and raise, and the parts callers reach as `sources.<name>`: one image
+# read (load_image), the classes a source names without reading images (label_names, folder_class_names).
 __all__ = [
     "DataError",
     "ImageTooLarge",
