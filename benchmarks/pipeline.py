@@ -52,7 +52,7 @@ def cmd_loader(args) -> None:
     from throughput import data, framework
 
     from visionlab.data.batch_augment import BatchAugment
-    from visionlab.data.datamodule import ImageDataset
+    from visionlab.data.dataset import ImageDataset
     from visionlab.data.transforms import build_transforms
     from visionlab.runs.parallel import apply_threads
     from visionlab.training.quiet import quiet_lightning

@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from visionlab.data import fashion_mnist
-from visionlab.data.datamodule import ImageDataset
-from visionlab.data.sources import load_image
+from visionlab.data.dataset import ImageDataset
+from visionlab.data.images import load_image
 from visionlab.models import ImageClassifier, build_cnn
 from visionlab.models.backbones import build_timm
 from visionlab.models.resnet import build_resnet

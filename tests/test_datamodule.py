@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from visionlab.data import ChallengeDataModule, DataError
-from visionlab.data.datamodule import sort_classes, stratified_split, stratified_subset
+from visionlab.data.split import sort_classes, stratified_split, stratified_subset
 
 
 def labels_of(counts: dict[int, int], seed: int = 0) -> np.ndarray:
@@ -239,3 +239,31 @@ def test_channel_stats(make_challenge):
     pixels = np.stack(dm.train_set.images).reshape(-1, 3) / 255.0
     np.testing.assert_allclose(mean, pixels.mean(0), rtol=1e-6)
     np.testing.assert_allclose(std, pixels.std(0), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+@pytest.mark.parametrize(
+    "target,yaml",
+    [
+        ("ImageDataModule", "_bases/data"),
+        ("ChallengeDataModule", "data/challenge"),
+        ("FolderDataModule", "data/folder"),
+        ("FashionMNISTDataModule", "data/fashion_mnist"),
+    ],
+)
+def test_python_defaults_are_those_of_the_yaml(target, yaml):
+    """The YAML is the one place of the data defaults: a class's own keyword defaults may not say otherwise."""
+    import inspect
+
+    import visionlab.data
+    from visionlab.config.groups import CONF_DIR, option_node
+
+    cls = getattr(visionlab.data, target)
+    config = option_node(CONF_DIR / f"{yaml}.yaml")
+    own = inspect.signature(cls.__dict__["__init__"]).parameters.values()
+    defaults = {p.name: p.default for p in own if p.default is not p.empty and p.name in config}
+    assert defaults, f"{target} has no keyword default that {yaml}.yaml sets"
+    yaml_values = {k: config[k] for k in defaults if k != "seed"}  # seed: ${seed}, the run's
+    assert {k: defaults[k] for k in yaml_values} == yaml_values

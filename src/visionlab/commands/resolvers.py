@@ -15,7 +15,8 @@ from visionlab.runs.sweep import hydra_subdir
 
 def register_resolvers() -> None:
     """Resolvers the configs use: vl.uid (one random token per sweep or run, so two started in the
-    same second never share a folder), vl.run_name, vl.project (this checkout's folder)."""
+    same second never share a folder), vl.run_name, vl.project (this checkout's folder), vl.option_groups
+    (train.py --help's groups)."""
     if OmegaConf.has_resolver("vl.uid"):
         return
     OmegaConf.register_new_resolver("vl.uid", lambda: secrets.token_hex(3), use_cache=True)

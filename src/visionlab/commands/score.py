@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from visionlab.data.sources import DataError, listing, read_table
+from visionlab.data.problems import DataError, listing
+from visionlab.data.tables import read_table
 
 
 def score(

@@ -17,7 +17,11 @@ from visionlab.errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]  # the checkout (or the installed project folder)
 CONF_DIR = PROJECT_DIR / "conf"
-RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+# Hydra's own keys: `_target_` and its siblings, and an option file's defaults list (its bases)
+RESERVED = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "defaults"}
+# conf/_bases/<group>.yaml: the keys a group's options share, pulled in by each option's defaults list
+# (`- /_bases/data@_here_`). Hydra sees the folder as one more group; it is none that users pick from.
+BASES = "_bases"
 # Group keys that no constructor takes: the trainer reads model.sync_bn (Lightning's sync_batchnorm);
 # model.arch documents which network the option builds (the _target_ decides).
 READ_ELSEWHERE = {"model": {"sync_bn", "arch"}}

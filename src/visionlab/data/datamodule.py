@@ -1,23 +1,25 @@
-"""LightningDataModule: read a source, split a stratified validation set, decode images once
-(kept in memory when they fit) and serve uint8 CHW batches. Normalisation lives in the model."""
+"""ImageDataModule, what every `data` option shares: read a source, split a stratified validation set,
+decode images once (kept in memory when they fit) and serve uint8 CHW batches. Normalisation lives in
+the model; the options themselves are in data/options.py."""
 
 from __future__ import annotations
 
 import logging
 import os
-import unicodedata
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from visionlab.config.values import check_loader_values
-from visionlab.data import fashion_mnist, sources
-from visionlab.data.sources import DataError, Items, Problems, Unusable, listing
+from visionlab.data.dataset import ImageDataset
+from visionlab.data.decoding import Decoder
+from visionlab.data.images import INTERPOLATIONS, MAX_PIXELS, load_image
+from visionlab.data.items import Items
+from visionlab.data.problems import DataError, Problems
+from visionlab.data.split import case_variants, sort_classes, stratified_split, stratified_subset
 
 log = logging.getLogger(__name__)
 
@@ -50,91 +52,14 @@ def check_image_size(image_size, batch_size) -> None:
         )
 
 
-def case_variants(labels: list[str]) -> list[str]:
-    """Label spellings that differ only in case (or Unicode form), each group as "'Shirt' (40) / 'shirt' (3)"."""
-    counts = Counter(labels)
-    groups: dict[str, list[str]] = {}
-    for label in counts:
-        groups.setdefault(unicodedata.normalize("NFC", label).casefold(), []).append(label)
-    return [
-        " / ".join(f"{v!r} ({counts[v]})" for v in sorted(spellings, key=lambda v: (-counts[v], v)))
-        for spellings in groups.values()
-        if len(spellings) > 1
-    ]
-
-
-def sort_classes(names) -> list[str]:
-    """Class names in a stable order: numerically when they are all integers, else alphabetically."""
-    names = set(names)
-    if all(n.lstrip("-").isdigit() for n in names):
-        return sorted(names, key=int)
-    return sorted(names)
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, held_out) indices with `fraction` of every class held out. A class with a single image
-    stays whole in `keep`; every class with two or more keeps at least one image on each side."""
-    rng = np.random.default_rng(seed)
-    keep, held = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_held = 0 if len(idx) < 2 or fraction <= 0 else min(len(idx) - 1, max(1, round(fraction * len(idx))))
-        held.extend(idx[:n_held])
-        keep.extend(idx[n_held:])
-    return np.sort(np.array(keep, dtype=int)), np.sort(np.array(held, dtype=int))
-
-
-def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """`size` indices drawn class-proportionally (largest remainder), at least one per class."""
-    if size >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed + 1)
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = counts * size / len(labels)
-    take = np.maximum(np.floor(quota).astype(int), 1)
-    for i in np.argsort(-(quota - np.floor(quota))):
-        if take.sum() >= size:
-            break
-        take[i] += 1
-    while take.sum() > size and take.max() > 1:  # rare classes raised to one image: pay from the largest
-        take[np.argmax(take)] -= 1
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, np.minimum(take, counts))]
-    return np.sort(np.concatenate(chosen))
-
-
-class ImageDataset(Dataset):
-    """uint8 HxWx3 images (decoded in memory, or decoded per item) -> (uint8 3xHxW tensor, label)."""
-
-    def __init__(
-        self,
-        images,
-        labels: np.ndarray | None,
-        image_size: int,
-        interpolation: str,
-        transform=None,
-        max_pixels: int | None = sources.MAX_PIXELS,
-    ):
-        self.images, self.labels, self.transform = images, labels, transform
-        self.image_size, self.interpolation, self.max_pixels = image_size, interpolation, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i):
-        image = self.images[i]
-        if not isinstance(image, np.ndarray) or image.shape != (self.image_size, self.image_size, 3):
-            image = sources.load_image(image, self.image_size, self.interpolation, self.max_pixels)
-        if self.transform is not None:
-            image = self.transform(image=image)["image"]
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        return x, (-1 if self.labels is None else int(self.labels[i]))
-
-
 class ImageDataModule(pl.LightningDataModule):
     """What every `data` option shares: split, subset, decoding, in-memory cache and loaders. The
     options (ChallengeDataModule, FolderDataModule, FashionMNISTDataModule) add their own keys and
     readers. `classes` is given when predicting with a trained model (its class names, from the
     checkpoint); when training they come from the labels.
+
+    The keyword defaults serve a direct Python user; the YAML sets them (conf/_bases/data.yaml, each
+    option's file for its own keys), and tests/test_datamodule.py holds these to it.
 
     Args:
         root: the data folder (data.root).
@@ -162,12 +87,12 @@ class ImageDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         subset: int | None = None,
         eval_subset: int | None = None,
-        batch_size: int = 128,
+        batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
         on_bad_image: str = "error",
         cache: str | bool = "auto",
-        max_pixels: int | None = sources.MAX_PIXELS,
+        max_pixels: int | None = MAX_PIXELS,
         train_transform=None,
         classes: list[str] | None = None,
     ):
@@ -180,8 +105,8 @@ class ImageDataModule(pl.LightningDataModule):
             raise DataError(f"data.subset={subset} must be a positive number of images (or null for all).")
         check_loader_values(batch_size, num_workers, max_pixels, error=DataError)
         check_image_size(image_size, batch_size)  # before any image is read
-        if interpolation not in sources.INTERPOLATIONS:
-            raise DataError(f"data.interpolation={interpolation!r} must be one of {list(sources.INTERPOLATIONS)}.")
+        if interpolation not in INTERPOLATIONS:
+            raise DataError(f"data.interpolation={interpolation!r} must be one of {list(INTERPOLATIONS)}.")
         self.root = Path(os.path.expanduser(str(root))) if root not in (None, "???") else None
         self.id_col, self.label_col = id_col, label_col
         self.image_size, self.interpolation = int(image_size), interpolation
@@ -225,75 +150,15 @@ class ImageDataModule(pl.LightningDataModule):
     def test_labels_source(self) -> str:
         return "the test split"
 
-    def _cache_fits(self, n: int) -> bool:
-        if self.cache in (True, "true", "always"):
-            return True
-        if self.cache in (False, "false", "never"):
-            return False
-        need = n * self.image_size * self.image_size * 3
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            available = 8 << 30
-        return need < min(0.5 * available, 8 << 30)
-
     def decode(
         self, items: Items, what: str, keep_rows: bool = False, problems: Problems | None = None
     ) -> tuple[Items, list, list[int]]:
-        """Decode every image once (validating it), keep arrays when they fit in memory. Bad files are
-        reported all together (to `problems` when given), or skipped with data.on_bad_image=skip, as are
-        Unusable ids (missing, unsafe: never opened); keep_rows: replaced by a black image instead, so that
-        a submission still has a row for every test id. Returns the readable items, their images and
-        their positions in `items`."""
-        keep = self._cache_fits(len(items))
-
-        def load(src):
-            if isinstance(src, Unusable):  # reported by the reader already, unless skipped
-                return None, src.reason
-            try:
-                arr = sources.load_image(src, self.image_size, self.interpolation, self.max_pixels)
-                return (arr if keep else src), None
-            except Exception as e:  # PIL raises many types for broken files
-                return None, f"{type(e).__name__}: {e}"
-
-        workers = min(8, (os.cpu_count() or 2) * 2)
-        with ThreadPoolExecutor(workers) as pool:
-            decoded = list(pool.map(load, items.images, chunksize=64))
-        skip = self.on_bad_image == "skip"
-        bad = [
-            self._describe(items, i, err)
-            for i, (_, err) in enumerate(decoded)
-            if err and (skip or not isinstance(items.images[i], Unusable))
-        ]
-        if bad and not skip:
-            sources.report(
-                problems,
-                f"{len(bad)} {what} image(s) cannot be read as images:\n{listing(bad)}\n"
-                "Remove or replace them, or set data.on_bad_image=skip to do without them.",
-            )
-        elif bad:
-            log.warning(
-                "Skipping %d unreadable or missing %s image(s) (data.on_bad_image=skip)%s:\n%s",
-                len(bad),
-                what,
-                "; their rows are predicted from a black image" if keep_rows else "",
-                listing(bad),
-            )
-            self.skipped += bad
-            if keep_rows:
-                blank = np.zeros((self.image_size, self.image_size, 3), np.uint8)
-                decoded = [(blank, None) if err else (image, err) for image, err in decoded]
-        good = [i for i, (_, err) in enumerate(decoded) if not err]
-        if len(good) < len(items):
-            items, decoded = items.take(good), [decoded[i] for i in good]
-        return items, [image for image, _ in decoded], good
-
-    @staticmethod
-    def _describe(items: Items, i: int, err: str) -> str:
-        source = items.images[i]
-        if isinstance(source, Unusable):
-            return f"{items.ids[i]}: {err}"
-        return f"{items.ids[i]} ({'array' if isinstance(source, np.ndarray) else source}): {err}"
+        """Decode every image once (data/decoding.py): the readable items, their images and their
+        positions in `items`; skipped images are added to self.skipped."""
+        decoder = Decoder(self.image_size, self.interpolation, self.max_pixels, self.cache, self.on_bad_image == "skip")
+        decoded = decoder.decode(items, what, keep_rows, problems)
+        self.skipped += decoded.skipped
+        return decoded.items, decoded.images, decoded.positions
 
     def label_indices(self, labels: list[str], what: str) -> np.ndarray:
         lookup = {c: i for i, c in enumerate(self.classes)}
@@ -316,11 +181,11 @@ class ImageDataModule(pl.LightningDataModule):
                 self._setup_test(problems)
         problems.raise_if_any()
 
-    def _setup_fit(self, problems: Problems) -> None:
-        items = self.read_train(problems)
+    def _learn_classes(self, labels: list[str]) -> None:
+        """The class names from the training labels (unless given: predicting), at least two."""
         if self.classes is None:
-            self.classes = sort_classes(items.labels)
-            variants = case_variants(items.labels)
+            self.classes = sort_classes(labels)
+            variants = case_variants(labels)
             if variants:
                 log.warning(
                     "Labels that differ only in case are separate classes: %s (images each) in %s. If each "
@@ -333,12 +198,21 @@ class ImageDataModule(pl.LightningDataModule):
                 f"The training labels name a single class ({self.classes}); a classifier needs at "
                 f"least two. Check data.label_col={self.label_col!r}."
             )
-        labels = self.label_indices(items.labels, "The training data")
+
+    def _split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(training, validation) indices: stratified, then cut to data.subset and data.eval_subset."""
         train_idx, val_idx = stratified_split(labels, self.val_fraction, self.seed)
         if self.subset:
             train_idx = train_idx[stratified_subset(labels[train_idx], int(self.subset), self.seed)]
         if self.eval_subset and len(val_idx) > self.eval_subset:
             val_idx = val_idx[stratified_subset(labels[val_idx], self.eval_subset, self.seed)]
+        return train_idx, val_idx
+
+    def _setup_fit(self, problems: Problems) -> None:
+        items = self.read_train(problems)
+        self._learn_classes(items.labels)
+        labels = self.label_indices(items.labels, "The training data")
+        train_idx, val_idx = self._split(labels)
         # Both splits are decoded in one pass, so that one error lists every unreadable file.
         chosen = np.concatenate([train_idx, val_idx]).astype(int)
         kept_items, images, kept = self.decode(items.take(chosen), "training", problems=problems)
@@ -413,7 +287,7 @@ class ImageDataModule(pl.LightningDataModule):
             [
                 ds.images[i]
                 if isinstance(ds.images[i], np.ndarray) and ds.images[i].shape[-1] == 3
-                else sources.load_image(ds.images[i], self.image_size, self.interpolation, self.max_pixels)
+                else load_image(ds.images[i], self.image_size, self.interpolation, self.max_pixels)
                 for i in idx
             ]
         )
@@ -460,131 +334,3 @@ class ImageDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
-
-
-class ChallengeDataModule(ImageDataModule):
-    """data=challenge (and demo): a training CSV of ids and labels, image folders, a sample submission.
-
-    Args:
-        root: the download's folder; the other paths are relative to it.
-        train_csv: the training labels (id_col, label_col).
-        train_dir, test_dir: the image folders.
-        sample_submission: the submission's format and test ids; None: the test folder's files, sorted.
-        solution: a CSV with the test labels, if known (test error, predict's accuracy).
-        **common: ImageDataModule's keys.
-    """
-
-    def __init__(
-        self,
-        root: str | None = ".",
-        train_csv: str = "train.csv",
-        train_dir: str = "train",
-        test_dir: str = "test",
-        sample_submission: str | None = "sample_submission.csv",
-        solution: str | None = None,
-        **common,
-    ):
-        super().__init__(root, **common)
-        self._require_root()
-        self.train_csv, self.train_dir, self.test_dir = train_csv, train_dir, test_dir
-        self.sample_submission, self.solution = sample_submission, solution
-
-    def known_classes(self) -> tuple[set[str] | None, str, bool]:
-        train = self.root / self.train_csv
-        names = sources.label_names(train, self.id_col, self.label_col, "Training CSV (data.train_csv)")
-        if names is not None:
-            return names, f"the labels of training CSV {train}", True
-        if self.solution:
-            solution = self.root / self.solution
-            names = sources.label_names(solution, self.id_col, self.label_col, "Solution file (data.solution)")
-            if names is not None:
-                return names, f"the labels of solution file {solution}", False
-        return None, "", False
-
-    def train_labels_source(self) -> str:
-        return f"training CSV {self.root / self.train_csv}"
-
-    def test_labels_source(self) -> str:
-        return f"solution file {self.root / self.solution} (data.solution)"
-
-    def read_train(self, problems: Problems | None = None) -> Items:
-        return sources.challenge_train(
-            self.root,
-            self.train_csv,
-            self.train_dir,
-            self.id_col,
-            self.label_col,
-            problems,
-            skip=self.on_bad_image == "skip",
-        )
-
-    def read_test(self, problems: Problems | None = None) -> Items:
-        items, self.sample = sources.challenge_test(
-            self.root,
-            self.test_dir,
-            self.sample_submission,
-            self.id_col,
-            self.solution,
-            self.label_col,
-            problems,
-            skip=self.on_bad_image == "skip",
-        )
-        return items
-
-
-class FolderDataModule(ImageDataModule):
-    """data=folder: one sub-folder per class, <root>/<train_dir>/<class name>/<image>; test images in
-    <root>/<test_dir>.
-
-    Args:
-        root: the data folder.
-        train_dir, test_dir: relative to root.
-        **common: ImageDataModule's keys.
-    """
-
-    def __init__(self, root: str | None, train_dir: str = "train", test_dir: str = "test", **common):
-        super().__init__(root, **common)
-        self._require_root()
-        self.train_dir, self.test_dir = train_dir, test_dir
-
-    def known_classes(self) -> tuple[set[str] | None, str, bool]:
-        names = sources.folder_class_names(self.root, self.train_dir)
-        return names, f"the class folders of {self.root / self.train_dir}", names is not None
-
-    def train_labels_source(self) -> str:
-        return f"the class folders of {self.root / self.train_dir}"
-
-    def read_train(self, problems: Problems | None = None) -> Items:
-        return sources.folder_train(self.root, self.train_dir, problems, skip=self.on_bad_image == "skip")
-
-    def read_test(self, problems: Problems | None = None) -> Items:
-        items, _ = sources.challenge_test(
-            self.root, self.test_dir, None, self.id_col, problems=problems, skip=self.on_bad_image == "skip"
-        )
-        return items
-
-
-class FashionMNISTDataModule(ImageDataModule):
-    """data=fashion_mnist: the full 60k / 10k Fashion-MNIST from its idx files (data/fashion_mnist.py).
-
-    Args:
-        root: a folder holding the idx files; None: Debian's dataset-fashion-mnist package.
-        download: fetch them with torchvision when no copy is found (needs the internet).
-        **common: ImageDataModule's keys.
-    """
-
-    def __init__(self, root: str | None = None, download: bool = False, **common):
-        super().__init__(root, **common)
-        self.download = download
-
-    def known_classes(self) -> tuple[set[str] | None, str, bool]:
-        return set(fashion_mnist.CLASSES), "Fashion-MNIST's ten classes", True
-
-    def read_train(self, problems: Problems | None = None) -> Items:
-        return fashion_mnist.read(None if self.root is None else str(self.root), "train", self.download)
-
-    def read_test(self, problems: Problems | None = None) -> Items:
-        return fashion_mnist.read(None if self.root is None else str(self.root), "test", self.download)
-
-    def has_test_images(self) -> bool:
-        return True  # the official test split

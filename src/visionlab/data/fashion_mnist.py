@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from visionlab.data.sources import DataError, Items
+from visionlab.data.items import Items
+from visionlab.data.problems import DataError
 
 # Label i of the idx files is CLASSES[i] (Zalando's order).
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

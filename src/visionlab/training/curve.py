@@ -13,7 +13,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from visionlab.data.datamodule import FashionMNISTDataModule
+from visionlab.data.options import FashionMNISTDataModule
 from visionlab.models.preprocessing import stored_preprocessing
 
 FIELDS = ("epoch", "epoch_end_unix", "excluded_s", "test_acc")
