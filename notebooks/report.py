@@ -119,12 +119,13 @@ print(sweeps.describe())
 # feeds the loader (decoded uint8 images in, `(3×H×W uint8 tensor, label)` out; normalisation happens
 # in the model), the baseline CNN as PyTorch prints it, and one training step (the loss, the
 # divergence guard). `src/visionlab/data/datamodule.py` adds the split, subset and loaders around the
-# dataset; `src/visionlab/models/classifier.py` the loss per output activation and the metrics.
+# dataset (`src/visionlab/data/dataset.py`); `src/visionlab/models/classifier.py` the loss per output activation and the metrics.
 
 # %% tags=["code-dataset"]
 import inspect
 
-from visionlab.data.datamodule import ImageDataModule, ImageDataset
+from visionlab.data.datamodule import ImageDataModule
+from visionlab.data.dataset import ImageDataset
 
 print(inspect.getsource(ImageDataset))
 print(inspect.getsource(ImageDataModule._loader))
