@@ -16,6 +16,45 @@ from helpers import Challenge, build_challenge, train_small_challenge
 torch.set_num_threads(1)
 
 
+# ----------------------------------------------------------------------------- the order modules start in
+# xdist (--dist loadscope --no-loadscope-reorder, pyproject) hands each worker whole modules in the order
+# below. A test that holds its worker for minutes (the notebooks' smoke sweeps, the e2e module) must start
+# early, or one worker idles while the other finishes it; the modules that run for seconds come last to
+# fill the gaps. The exclusive (timed) test goes first, beside a module of quick tests, so the other worker
+# waits for a few seconds, not for a sweep's set-up. Measured order (durations on 2 workers); modules not
+# named keep pytest's order after these.
+FIRST = (
+    "test_budget.py",  # its exclusive test first (below)
+    "test_transforms.py",  # quick: the other worker soon waits only on the exclusive test
+    "test_notebooks.py",
+    "test_e2e.py",
+    "test_benchmarks.py",
+    "test_trust_runs.py",
+    "test_robustness.py",
+    "test_ux.py",
+    "test_parallel.py",
+    "test_finetune.py",
+    "test_bad_input.py",
+    "test_faults.py",
+    "test_trust_config.py",
+    "test_interpret.py",
+    "test_report.py",
+    "test_search.py",
+    "test_ddp.py",
+    "test_export.py",
+    "test_search_trust.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def key(item):
+        name = item.path.name
+        module = FIRST.index(name) if name in FIRST else len(FIRST)
+        return module, item.get_closest_marker("exclusive") is None
+
+    items.sort(key=key)  # stable: a module's tests keep their order, exclusive ones first
+
+
 # ----------------------------------------------------------------------------- tests that time themselves
 # The suite runs on two xdist workers (pyproject's addopts). A test marked `exclusive` (its assertion is
 # a wall time) runs with the other worker idle: every test holds a shared lock on one file while it
