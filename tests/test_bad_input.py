@@ -15,18 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import build_challenge, write_image
-from PIL import Image
-from vl_helpers import (
+from helpers import (
     assert_user_error,
+    build_challenge,
     challenge_overrides,
     compose_cfg,
     describe,
     predict_inproc,
     run_user,
     train_inproc,
-    train_small_challenge,
+    write_image,
 )
+from PIL import Image
 
 from visionlab.commands.predict import CheckpointError, load_checkpoint
 from visionlab.data import ChallengeDataModule, DataError
@@ -372,11 +372,6 @@ def test_bad_test_image_is_refused_before_training(make_challenge, tmp_path):
 
 
 # ----------------------------------------------------------------------------- predict
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_small_challenge(tmp_path_factory.mktemp("bad_input_trained"))
 
 
 def _missing(d: Path) -> Path:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO, train_inproc
 from omegaconf import OmegaConf
-from vl_helpers import train_inproc
 
 from visionlab.data.batch_augment import BatchAugment
 from visionlab.errors import ConfigError

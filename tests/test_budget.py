@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from vl_helpers import assert_user_error, run_user
+from helpers import assert_user_error, run_cli, run_user
 
 from visionlab.errors import ConfigError
 from visionlab.runs.budget import parse_budget

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, run_cli
+from helpers import cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 

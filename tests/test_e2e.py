@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import DEMO, REPO, build_challenge, cli_env, run_cli
+from helpers import DEMO, REPO, build_challenge, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 

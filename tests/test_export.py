@@ -11,8 +11,7 @@ import onnx  # the dev extra installs onnx and onnxruntime (the export extra)
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import DEMO, run_cli
-from vl_helpers import assert_user_error, challenge_overrides, compose_cfg, run_user, train_inproc
+from helpers import DEMO, assert_user_error, challenge_overrides, compose_cfg, run_cli, run_user, train_inproc
 
 from visionlab.commands.predict import load_checkpoint, restore_model
 from visionlab.data.images import load_image

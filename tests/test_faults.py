@@ -15,15 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
-from vl_helpers import (
+from helpers import (
+    REPO,
     assert_user_error,
     challenge_overrides,
     describe,
     predict_inproc,
     run_user,
     train_inproc,
-    train_small_challenge,
     user_env,
 )
 
@@ -292,11 +291,6 @@ def test_sweep_records_failed_and_diverged_jobs_and_goes_on(tmp_path):
 
 
 # ----------------------------------------------------------------------------- predict: writing the submission
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_small_challenge(tmp_path_factory.mktemp("faults_trained"))
 
 
 def test_predict_never_overwrites_a_submission_unless_asked(trained, tmp_path):

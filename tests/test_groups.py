@@ -8,9 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO, assert_user_error, compose_cfg, predict_inproc, run_user
 from omegaconf import OmegaConf
-from vl_helpers import assert_user_error, compose_cfg, predict_inproc, run_user, train_small_challenge
 
 from visionlab.config import groups
 from visionlab.errors import ConfigError
@@ -115,8 +114,8 @@ def test_upgrade_of_old_configs():
         groups.upgrade({"scheduler": {"name": "cyclic"}})
 
 
-def test_a_checkpoint_from_before_the_targets_still_predicts(tmp_path):
-    ch, ckpt_path = train_small_challenge(tmp_path)
+def test_a_checkpoint_from_before_the_targets_still_predicts(trained, tmp_path):
+    ch, ckpt_path = trained
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     ckpt["visionlab"]["config"] = old_form(ckpt["visionlab"]["config"])
     old_config = ckpt["visionlab"]["config"]

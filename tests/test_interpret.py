@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, cli_env, run_cli
+from helpers import REPO, cli_env, run_cli
 from PIL import Image
 
 from visionlab import report

@@ -13,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO, compose_cfg, describe, user_env
 from omegaconf import OmegaConf
-from vl_helpers import compose_cfg, describe, user_env
 
 from visionlab.errors import ConfigError
 from visionlab.runs import parallel
@@ -229,7 +228,7 @@ def test_slurm_launcher_writes_the_job_array_script(tmp_path):
 @pytest.mark.slow
 def test_sweep_benchmark_prints_both_wall_times_and_the_ratio(tmp_path):
     """The figures themselves are not asserted (timing on a shared machine belongs to benchmarks)."""
-    from conftest import run_cli
+    from helpers import run_cli
 
     proc = run_cli(["--subset", "64", "--epochs", "1"], tmp_path, script="benchmarks/sweep_parallel.py", timeout=400)
     assert "design-card sweep: 4 jobs, data.subset=64, trainer.max_epochs=1" in proc.stdout

@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
-from vl_helpers import describe, predict_inproc, run_user, train_small_challenge
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_small_challenge(tmp_path_factory.mktemp("predict_options"))
+from helpers import REPO, describe, predict_inproc, run_user
 
 
 def test_output_probs_writes_every_classs_probability_beside_the_submission(trained, tmp_path, capsys):

@@ -13,7 +13,7 @@ import sys
 import termios
 
 import pytest
-from conftest import REPO, cli_env, run_cli
+from helpers import REPO, cli_env, run_cli
 
 from visionlab.training.progress import epoch_line, final_test_line
 

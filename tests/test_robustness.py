@@ -22,15 +22,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, build_challenge, write_image
-from vl_helpers import (
+from helpers import (
+    REPO,
     assert_user_error,
+    build_challenge,
     challenge_overrides,
     describe,
     predict_inproc,
     run_user,
     train_inproc,
-    train_small_challenge,
+    write_image,
 )
 
 from visionlab.commands.predict import CheckpointError, load_checkpoint, write_atomically
@@ -345,11 +346,6 @@ def test_negative_learning_rate_is_a_one_line_error(tmp_path):
 # ----------------------------------------------------------------------------- 10, 13: predict's output
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_small_challenge(tmp_path_factory.mktemp("robust_trained"))
-
-
 def no_predicting(*args, **kwargs):
     raise AssertionError("predicted before checking the output")
 
@@ -415,7 +411,7 @@ def test_predict_killed_mid_write_leaves_nothing_the_next_run_keeps(trained, tmp
         "def die(self, path, *a, **k):\n"
         "    open(path, 'w').close(); os.kill(os.getpid(), 9)\n"
         "pd.DataFrame.to_csv = die\n"
-        "from vl_helpers import predict_inproc\n"
+        "from helpers import predict_inproc\n"
         f"predict_inproc({str(ckpt)!r}, __import__('pathlib').Path({str(out)!r}))\n"
     )
     proc = subprocess.run(

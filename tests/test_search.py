@@ -14,9 +14,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import REPO
+from helpers import REPO, compose_cfg, describe, user_env
 from omegaconf import OmegaConf
-from vl_helpers import compose_cfg, describe, user_env
 
 from visionlab.report import main as report_main
 from visionlab.runs import search, sweep

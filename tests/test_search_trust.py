@@ -14,9 +14,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import REPO
+from helpers import REPO, assert_user_error, describe, user_env
 from test_search import SEARCH
-from vl_helpers import assert_user_error, describe, user_env
 
 from visionlab.report.search import write_search_report
 from visionlab.runs import search

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_image
+from helpers import write_image
 from PIL import Image
 
 from visionlab.data import fashion_mnist, sources

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import REPO, cli_env
+from helpers import REPO, cli_env
 
 
 def test_help_imports_neither_torch_nor_lightning_nor_pandas(tmp_path):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from conftest import REPO
+from helpers import REPO
 
 from visionlab.commands import resolvers
 from visionlab.runs import folder, summary

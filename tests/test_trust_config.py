@@ -17,9 +17,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, build_challenge
+from helpers import (
+    REPO,
+    assert_user_error,
+    build_challenge,
+    challenge_overrides,
+    compose_cfg,
+    describe,
+    run_user,
+    train_inproc,
+    user_env,
+)
 from omegaconf import OmegaConf
-from vl_helpers import assert_user_error, challenge_overrides, compose_cfg, describe, run_user, train_inproc, user_env
 
 from visionlab.errors import ConfigError, InputError
 

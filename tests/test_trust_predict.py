@@ -17,18 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import build_challenge, write_image
-from vl_helpers import predict_inproc, train_small_challenge
+from helpers import build_challenge, predict_inproc, write_image
 
 from visionlab.commands.predict import CheckpointError
 from visionlab.data import ChallengeDataModule, DataError, sources
 from visionlab.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 3-class challenge (cat, dog, frog) and a checkpoint trained on it for one epoch."""
-    return train_small_challenge(tmp_path_factory.mktemp("trust_predict"))
 
 
 def make_dm(ch, **kwargs) -> ChallengeDataModule:

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, cli_env
-from vl_helpers import challenge_overrides, compose_cfg, predict_inproc, train_inproc, train_small_challenge
+from helpers import REPO, challenge_overrides, cli_env, compose_cfg, predict_inproc, train_inproc
 
 from visionlab.config.trust import UntrustedConfigError
 from visionlab.runs.checkpoints import CheckpointWriteError
@@ -42,10 +41,9 @@ def cli_run(small_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    """(challenge, run folder) of one epoch on a 3-class challenge of 12 images."""
-    base = tmp_path_factory.mktemp("trust")
-    ch, ckpt = train_small_challenge(base)
+def small_run(trained):
+    """(challenge, run folder) of one epoch on a 3-class challenge of 12 images (conftest's, read-only)."""
+    ch, ckpt = trained
     return ch, ckpt.parents[1]
 
 

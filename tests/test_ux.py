@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -126,14 +127,13 @@ def test_other_tokens_are_left_alone():
 
 # ----------------------------------------------------------------------------- CLI: 3, 4, 5, 6
 
-from conftest import REPO  # noqa: E402
-from vl_helpers import assert_user_error, challenge_overrides, describe, run_user  # noqa: E402
+from helpers import REPO, assert_user_error, challenge_overrides, describe, run_user  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def sweep_job(tmp_path_factory):
     """A one-job sweep on a tiny challenge: its job folder is named by its overrides (`seed=0,...`)."""
-    from conftest import build_challenge
+    from helpers import build_challenge
 
     cwd = tmp_path_factory.mktemp("sweep_job")
     ch = build_challenge(cwd / "challenge", n_per_class=4)
@@ -197,7 +197,7 @@ def run_env(args, cwd, env_extra, script="train.py"):
     import subprocess
     import sys
 
-    from vl_helpers import user_env
+    from helpers import user_env
 
     env = user_env()
     env.update(env_extra)
@@ -242,14 +242,15 @@ def test_a_gpu_asked_for_on_a_machine_without_one(tmp_path):
 # ----------------------------------------------------------------------------- 12. lean checkpoints
 
 
-def test_best_ckpt_carries_weights_and_config_only_and_resume_uses_last(tmp_path):
+def test_best_ckpt_carries_weights_and_config_only_and_resume_uses_last(trained, tmp_path):
     import torch
+    from helpers import predict_inproc
     from omegaconf import OmegaConf
-    from vl_helpers import predict_inproc, train_small_challenge
 
     from visionlab.commands.resume import resume_config
 
-    ch, best = train_small_challenge(tmp_path)
+    shutil.copytree(trained[1].parents[1], tmp_path / "run")  # a copy: the test changes the run
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
     last = best.with_name("last.ckpt")
     b, last_state = torch.load(best, weights_only=True), torch.load(last, weights_only=True)
     assert "optimizer_states" not in b and "callbacks" not in b and {"state_dict", "visionlab"} <= set(b)
@@ -291,7 +292,7 @@ def test_debug_fdr_is_quiet_loads_what_it_uses_and_suggests_no_submission(tmp_pa
     ],
 )
 def test_debug_presets_compose(preset, trainer):
-    from vl_helpers import compose_cfg
+    from helpers import compose_cfg
 
     cfg = compose_cfg("train", [f"debug={preset}"])
     assert {k: cfg.trainer[k] for k in trainer} == trainer
@@ -300,7 +301,7 @@ def test_debug_presets_compose(preset, trainer):
 
 
 def test_a_diverged_run_suggests_no_submission(make_challenge, tmp_path, capsys):
-    from vl_helpers import train_inproc
+    from helpers import train_inproc
 
     ch = make_challenge(n_per_class=8)
     result = train_inproc(
@@ -311,7 +312,7 @@ def test_a_diverged_run_suggests_no_submission(make_challenge, tmp_path, capsys)
 
 
 def test_tune_lr_find_plots_the_range_test_and_suggests_an_lr_without_training(make_challenge, tmp_path, capsys):
-    from vl_helpers import train_inproc
+    from helpers import train_inproc
 
     ch = make_challenge(n_per_class=8)
     result = train_inproc(
@@ -328,7 +329,7 @@ def test_tune_lr_find_plots_the_range_test_and_suggests_an_lr_without_training(m
 
 
 def test_debug_overfit_memorises_its_batches(tmp_path):
-    from vl_helpers import train_inproc
+    from helpers import train_inproc
 
     result = train_inproc(tmp_path / "run", ["debug=overfit"])
     assert result["epochs"] == 20 and result["final_train_err"] <= 0.05, result["history"][-1]
