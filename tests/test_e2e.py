@@ -185,9 +185,9 @@ def test_predict_refuses_to_overwrite(demo_prediction):
 def test_score_cli_on_the_demo(demo_prediction):
     cwd, _, output, proc = demo_prediction
     accuracy = re.search(r"Test accuracy: (\d\.\d{4})", proc.stdout).group(1)
-    scored = run_cli([output, DEMO / "solution.csv"], cwd, module="visionlab.commands.score")
+    scored = run_cli([output, DEMO / "solution.csv"], cwd, module="visionlab.score")
     assert last_line(scored.stdout) == f"accuracy {accuracy}"
-    itself = run_cli([DEMO / "solution.csv", DEMO / "solution.csv"], cwd, module="visionlab.commands.score")
+    itself = run_cli([DEMO / "solution.csv", DEMO / "solution.csv"], cwd, module="visionlab.score")
     assert last_line(itself.stdout) == "accuracy 1.0000"
     assert "484/484 correct" in itself.stdout
 
@@ -199,7 +199,7 @@ def test_score_cli_rejects_an_incomplete_submission(tmp_path):
         writer.writeheader()
         writer.writerows(rows)
     proc = run_cli(
-        [tmp_path / "short.csv", DEMO / "solution.csv"], tmp_path, module="visionlab.commands.score", check=False
+        [tmp_path / "short.csv", DEMO / "solution.csv"], tmp_path, module="visionlab.score", check=False
     )
     assert proc.returncode == 2
     assert "1 missing" in proc.stderr and "test_00483" in proc.stderr
@@ -261,11 +261,11 @@ def test_custom_challenge_predicts_and_scores(custom_runs, tmp_path):
     assert [r["filename"] for r in sub] == ch.test_ids
     assert {r["class"] for r in sub} <= set(ch.classes)
     assert "Test accuracy:" in proc.stdout
-    scored = run_cli([output, ch.solution], tmp_path, module="visionlab.commands.score")
+    scored = run_cli([output, ch.solution], tmp_path, module="visionlab.score")
     accuracy = float(last_line(scored.stdout).split()[-1])
     correct = sum(r["class"] == t for r, t in zip(sub, ch.test_labels))
     assert accuracy == pytest.approx(correct / len(sub), abs=1e-4)
-    itself = run_cli([ch.solution, ch.solution], tmp_path, module="visionlab.commands.score")
+    itself = run_cli([ch.solution, ch.solution], tmp_path, module="visionlab.score")
     assert last_line(itself.stdout) == "accuracy 1.0000"
 
 

@@ -1,6 +1,6 @@
 """Score a submission against a solution file, the local stand-in for the leaderboard:
 
-    python -m visionlab.commands.score SUBMISSION.csv SOLUTION.csv [--id-col image_id] [--label-col label]
+    python -m visionlab.score SUBMISSION.csv SOLUTION.csv [--id-col image_id] [--label-col label]
 
 The last line printed is the accuracy."""
 
@@ -42,7 +42,7 @@ def score(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m visionlab.commands.score", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m visionlab.score", description=__doc__.split("\n\n")[0])
     parser.add_argument("submission")
     parser.add_argument("solution")
     parser.add_argument("--id-col", default=None, help="id column (default: the solution's first column)")
