@@ -198,9 +198,7 @@ def test_score_cli_rejects_an_incomplete_submission(tmp_path):
         writer = csv.DictWriter(fh, ["image_id", "label"])
         writer.writeheader()
         writer.writerows(rows)
-    proc = run_cli(
-        [tmp_path / "short.csv", DEMO / "solution.csv"], tmp_path, module="visionlab.score", check=False
-    )
+    proc = run_cli([tmp_path / "short.csv", DEMO / "solution.csv"], tmp_path, module="visionlab.score", check=False)
     assert proc.returncode == 2
     assert "1 missing" in proc.stderr and "test_00483" in proc.stderr
 
