@@ -46,11 +46,16 @@ def stored_preprocessing(info: Mapping) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _pretrained(name: str) -> dict:
-    """mean, std, input size and interpolation from timm's pretrained config of `name`. Building the
-    model to read it is not free: once per name per process."""
+    """mean, std, input size and interpolation from timm's pretrained config of `name`, read from timm's
+    registry (no model built); a name the registry has no config for is built, so that an unknown name
+    fails here with timm's own message, as before."""
     import timm
 
-    cfg = timm.create_model(name, pretrained=False, num_classes=0).pretrained_cfg or {}
+    registered = timm.models.get_pretrained_cfg(name)
+    if registered is not None:
+        cfg = registered.to_dict()
+    else:
+        cfg = timm.create_model(name, pretrained=False, num_classes=0).pretrained_cfg or {}
     return {
         "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
         "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
