@@ -39,6 +39,7 @@ class ImageFolderIndex:
         self.folders: dict[str, str] = {}  # sub-folders, also those named like an image (x.png/)
         self.broken: dict[str, str] = {}  # links that loop or point to nothing: reported like missing files
         self.broken_names: dict[str, str] = {}  # name (and NFC form) -> the name on disk
+        self.links: set[str] = set()  # entries that are symbolic links: where they point is checked per use
         with os.scandir(directory) as it:
             for entry in it:
                 if entry.is_symlink() and (reason := _broken_link(entry.path)):
@@ -51,6 +52,8 @@ class ImageFolderIndex:
                 if not entry.is_file():
                     _add_name(self.special, entry.name)
                     continue
+                if entry.is_symlink():
+                    self.links.add(entry.name)
                 self.files.append(entry.name)
                 _add_name(self.by_name, entry.name)
                 stem, ext = os.path.splitext(entry.name)
@@ -120,6 +123,8 @@ class ImageFolderIndex:
                     return None, why
                 return None, "missing: no such file"
         path = self.directory / found
+        if "/" not in found and found not in self.links:  # a regular file of the folder itself: inside
+            return path, None
         if not self.inside(path):
             return None, "refused: a link that points outside the image folder"
         return path, None
