@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import forkserver
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -157,7 +158,7 @@ def run_cli(
     outputs/ lands there. check=True fails the test, showing the output's tail, on a non-zero exit."""
     cmd = [sys.executable, "-m", module] if module else [sys.executable, str(REPO / script)]
     cmd += [str(a) for a in args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=cli_env())
+    proc = forkserver.run(cmd, cwd=cwd, env=cli_env(), timeout=timeout, capture_output=True, text=True)
     if check and proc.returncode != 0:
         pytest.fail(
             f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout (tail)\n{proc.stdout[-3000:]}\n"
@@ -177,7 +178,7 @@ def user_env() -> dict[str, str]:
 
 def run_user(args, cwd: Path, script: str = "train.py", timeout: float = 240) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(REPO / script)] + [str(a) for a in args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=user_env())
+    return forkserver.run(cmd, cwd=cwd, env=user_env(), timeout=timeout, capture_output=True, text=True)
 
 
 def describe(proc: subprocess.CompletedProcess) -> str:

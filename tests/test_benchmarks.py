@@ -28,8 +28,9 @@ def test_throughput_benchmark_prints_both_sides_and_the_ratio(tmp_path, model, p
 
 
 def test_time_to_accuracy_benchmark_prints_reached_and_unreached_thresholds_and_writes_the_curve(tmp_path):
-    """2 epochs on 300 images: 0.05 on the 10k split is reached at once, 0.99 is not; every figure
-    comes in seconds and in reference images; curve.csv has one row per epoch and curve.png is a PNG."""
+    """2 epochs on 300 images: 0.05 on the split's first 1,000 images (--test-images: the machinery, not a
+    figure) is reached at once, 0.99 is not; every figure comes in seconds and in reference images;
+    curve.csv has one row per epoch and curve.png is a PNG."""
     out = tmp_path / "tta"
     proc = run_cli(
         [
@@ -39,6 +40,8 @@ def test_time_to_accuracy_benchmark_prints_reached_and_unreached_thresholds_and_
             "10",
             "--thresholds",
             "0.05,0.99",
+            "--test-images",
+            "1000",
             "data.subset=300",
             "trainer.max_epochs=2",
             "threads=1",
@@ -58,6 +61,7 @@ def test_time_to_accuracy_benchmark_prints_reached_and_unreached_thresholds_and_
     seconds, mimages = float(reached.group(1)), float(reached.group(2))
     assert mimages == pytest.approx(seconds * int(ref.group(2)) / 1e6, abs=2e-3)
     assert re.search(r"time-to-0\.99: not reached \(best 0\.\d+ in 2 epochs\)", proc.stdout), proc.stdout
+    assert "with the evaluations on 1000 test images: 2 of them" in proc.stdout, proc.stdout
     import pandas as pd
 
     curve = pd.read_csv(out / "curve.csv")
@@ -113,7 +117,8 @@ def test_time_to_accuracy_compares_presets_measured_in_one_process(tmp_path):
     out = tmp_path / "cmp"
     tiny = "data.subset=200 trainer.max_epochs=1 threads=1 logger=csv"
     proc = run_cli(
-        ["--out", out, "--reference-steps", "5", "--thresholds", "0.05,0.99", "--against", tiny, *tiny.split()],
+        ["--out", out, "--reference-steps", "5", "--thresholds", "0.05,0.99", "--test-images", "1000"]
+        + ["--against", tiny, *tiny.split()],
         tmp_path,
         script="benchmarks/time_to_accuracy.py",
     )
@@ -181,7 +186,8 @@ def test_time_to_accuracy_trains_every_preset_once_per_seed_and_summarises_the_s
     out = tmp_path / "seeds"
     tiny = "data.subset=200 trainer.max_epochs=1 threads=1 logger=csv"
     proc = run_cli(
-        ["--out", out, "--reference-steps", "5", "--thresholds", "0.05,0.99", "--seeds", "0,1", "--against", tiny]
+        ["--out", out, "--reference-steps", "5", "--thresholds", "0.05,0.99", "--test-images", "1000"]
+        + ["--seeds", "0,1", "--against", tiny]
         + [*tiny.split(), "model.dropout=0.1"],
         tmp_path,
         script="benchmarks/time_to_accuracy.py",

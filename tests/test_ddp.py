@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import forkserver
 import pytest
 from helpers import cli_env, run_cli
 
@@ -69,7 +70,7 @@ def test_ddp_validation_matches_single_process(ddp_run, tmp_path):
     results = {}
     for devices in (1, 2):
         out = tmp_path / f"metrics_{devices}.json"
-        subprocess.run(
+        forkserver.run(
             [sys.executable, str(script), str(run / "checkpoints" / "best.ckpt"), str(devices), str(out)],
             cwd=tmp_path,
             env=cli_env(),

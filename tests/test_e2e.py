@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import pandas as pd
 import pytest
 from helpers import DEMO, REPO, build_challenge, cli_env, run_cli
@@ -227,7 +228,7 @@ def custom_runs(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("custom")
     cmd = [sys.executable, str(REPO / "train.py"), f"data.root={ch.root}", *CUSTOM_ARGS]
     procs = [
-        subprocess.Popen(cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        forkserver.popen(cmd, cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]

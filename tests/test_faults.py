@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+import forkserver
 import pandas as pd
 import pytest
 import torch
@@ -45,17 +46,9 @@ def interrupt_training(cwd: Path, sig: int, extra: list[str] = ()) -> dict:
     """Start a real training run, wait until epoch 2 is logged and checkpointed, send `sig`."""
     cmd = [sys.executable, str(REPO / "train.py")] + RUN + list(extra)
     stderr = open(cwd / "stderr.txt", "w")
-    # SIGINT as a terminal's Ctrl-C meets it: a shell's background job (`.ci/run &`) passes it on ignored,
-    # and Python then never turns it into KeyboardInterrupt
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env=user_env(),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    # SIGINT as a terminal's Ctrl-C meets it (forkserver.popen: KeyboardInterrupt, even under a shell's
+    # background job, `.ci/run &`, which passes it on ignored)
+    proc = forkserver.popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=user_env())
     seen = []
     timer = threading.Timer(180, proc.kill)  # never hang the suite
     timer.start()
@@ -225,7 +218,7 @@ def test_two_sweeps_started_together_get_their_own_folders_and_summaries(tmp_pat
         "data.val_fraction=0.02",
     ]
     procs = [
-        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
+        forkserver.popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -397,7 +390,7 @@ def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(tmp_path):
     """Lightning's save_last writes last.ckpt only with a new best; resume= needs the true last epoch."""
     import torch
 
-    proc = subprocess.run(
+    proc = forkserver.run(
         [
             sys.executable,
             str(REPO / "train.py"),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 import sys
 
+import forkserver
 import numpy as np
 import pandas as pd
 import pytest
@@ -210,7 +210,7 @@ def test_run_and_sweep_folders_expand_to_their_best_checkpoints(tmp_path):
 
 @pytest.mark.slow
 def test_ensemble_with_tta_writes_submission_in_sample_order(tmp_path):
-    run = subprocess.run(
+    run = forkserver.run(
         [sys.executable, str(REPO / "train.py"), "data.subset=200", "trainer.max_epochs=2", "data.val_fraction=0.05"],
         cwd=tmp_path,
         capture_output=True,
@@ -220,7 +220,7 @@ def test_ensemble_with_tta_writes_submission_in_sample_order(tmp_path):
     ckpts = sorted(tmp_path.glob("outputs/train/runs/*/checkpoints/*.ckpt"))
     assert [c.name for c in ckpts] == ["best.ckpt", "last.ckpt"]
     out = tmp_path / "ensemble.csv"
-    pred = subprocess.run(
+    pred = forkserver.run(
         [sys.executable, str(REPO / "predict.py"), f"ckpt=[{ckpts[0]},{ckpts[1]}]", "tta=true", f"output={out}"],
         cwd=tmp_path,
         capture_output=True,

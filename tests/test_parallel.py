@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import pandas as pd
 import pytest
 import torch
@@ -101,7 +102,7 @@ def sweep_dir(cwd: Path) -> Path:
 
 def run_sweep(args: list[str], cwd: Path, timeout: float = 400) -> tuple[subprocess.CompletedProcess, int]:
     """The sweep as a user runs it; returns the finished process and its pid."""
-    proc = subprocess.Popen(
+    proc = forkserver.popen(
         [sys.executable, str(REPO / "train.py"), *args],
         cwd=cwd,
         stdout=subprocess.PIPE,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 
+import forkserver
 import pytest
 from helpers import REPO, cli_env, run_cli
 
@@ -33,7 +34,7 @@ def run_in_terminal(args, cwd) -> str:
     """Run train.py with stdout and stderr on a pseudo-terminal, as a user's shell does."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 40x160, as a window has
-    proc = subprocess.Popen(
+    proc = forkserver.popen(
         [sys.executable, str(REPO / "train.py"), *args],
         cwd=cwd,
         env=cli_env(),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import pandas as pd
 import pytest
 from PIL import Image
@@ -201,7 +201,7 @@ def test_not_a_sweep_dir(tmp_path, capsys):
 
 
 def test_module_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "visionlab.report", str(tmp_path)], capture_output=True, text=True)
+    proc = forkserver.run([sys.executable, "-m", "visionlab.report", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert str(tmp_path) in proc.stderr
 
@@ -222,7 +222,7 @@ def real_sweep(tmp_path_factory) -> Path:
         "trainer.max_epochs=2",
         "data.val_fraction=0.05",
     ]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    proc = forkserver.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sweeps = list((cwd / "outputs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1

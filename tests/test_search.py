@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import forkserver
 import optuna
 import pandas as pd
 import pytest
@@ -122,7 +123,7 @@ def killed_and_resumed(tmp_path_factory):
     """A 6-trial search killed (SIGKILL) after its second trial finished, then the same command pointed
     at its folder."""
     cwd = tmp_path_factory.mktemp("search")
-    proc = subprocess.Popen(
+    proc = forkserver.popen(
         [sys.executable, str(REPO / "train.py"), *SEARCH, "search.trials=6"],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
@@ -142,7 +143,7 @@ def killed_and_resumed(tmp_path_factory):
         proc.wait()
     [sweep] = list((cwd / "outputs" / "train" / "multiruns").iterdir())
     before = search.open_study(search.storage_url(sweep)).trials
-    resumed = subprocess.run(
+    resumed = forkserver.run(
         [sys.executable, str(REPO / "train.py"), *SEARCH, "search.trials=6", f"hydra.sweep.dir={sweep}"],
         cwd=cwd,
         capture_output=True,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import optuna
 import pandas as pd
 import pytest
@@ -27,7 +28,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def resume(sweep: Path, trials: int, cwd: Path) -> subprocess.CompletedProcess:
     """The search command given its folder, as the README says to continue a killed search."""
-    return subprocess.run(
+    return forkserver.run(
         [sys.executable, str(REPO / "train.py"), *SEARCH, f"search.trials={trials}", f"hydra.sweep.dir={sweep}"],
         cwd=cwd,
         capture_output=True,

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import forkserver
 import numpy as np
 import pytest
 import torch
@@ -173,7 +174,7 @@ def run_script(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = cli_env()
     env.pop("HYDRA_FULL_ERROR", None)  # as a user runs it
     cmd = [sys.executable, str(REPO / "train.py")] + [str(a) for a in args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    return forkserver.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_training_into_a_folder_that_holds_a_run_is_refused_and_touches_nothing(small_run, tmp_path):

@@ -23,10 +23,11 @@ class AccuracyCurve(pl.Callback):
     """Appends one row per epoch to `output` (CSV): the epoch (from 1), when it ended (Unix time,
     before this callback's work), the seconds this callback had taken until then, and the accuracy.
     The split is read with the datamodule's own machinery at the run's image size and interpolation,
-    and scored with the model's forward on uint8 batches, as predict.py does."""
+    and scored with the model's forward on uint8 batches, as predict.py does. `images`: score only the
+    split's first N images (None: all 10,000), for a quick check of the machinery, never for a figure."""
 
-    def __init__(self, output: str, root: str | None = None, batch_size: int = 1000):
-        self.output, self.root, self.batch_size = Path(output), root, batch_size
+    def __init__(self, output: str, root: str | None = None, batch_size: int = 1000, images: int | None = None):
+        self.output, self.root, self.batch_size, self.n_images = Path(output), root, batch_size, images
         self.excluded = 0.0
         self.images = self.labels = None
 
@@ -35,7 +36,11 @@ class AccuracyCurve(pl.Callback):
         info = pl_module.info
         pre = stored_preprocessing(info)
         dm = FashionMNISTDataModule(
-            root=self.root, image_size=pre["image_size"], interpolation=pre["interpolation"], classes=info["classes"]
+            root=self.root,
+            image_size=pre["image_size"],
+            interpolation=pre["interpolation"],
+            classes=info["classes"],
+            eval_subset=self.n_images,
         )
         dm.setup("test")
         if dm.test_set.labels is None:
