@@ -289,10 +289,16 @@ def _command(request: dict, fds: list[int], start_filters: list) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # A fresh interpreter's filters: its defaults, PYTHONWARNINGS's in front of them, and in front of
+    # those the ones the imported packages add (the server's, which those imports put at the front).
+    added = warnings.filters[: len(warnings.filters) - len(start_filters)]
+    if warnings.filters[len(added) :] != start_filters:  # a package appended one: keep all, ours in front
+        added, start_filters = [], list(warnings.filters)
     warnings.filters[:] = start_filters
-    warnings._filters_mutated()
     for option in filter(None, os.environ.get("PYTHONWARNINGS", "").split(",")):
         warnings._setoption(option)
+    warnings.filters[:0] = added
+    warnings._filters_mutated()
     _reseed()
 
     argv = request["argv"]
