@@ -4,6 +4,7 @@ scripts run both ways, side by side, end the same and print the same."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -35,7 +36,17 @@ if what == "warn":
 
 
 def both(cmd, cwd, env):
-    fresh = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    """(the fresh interpreter's run, the forked one's). Both meet SIGINT as at a terminal: a shell's
+    background job (`bash .ci/run &`) passes it on ignored, which forkserver.popen undoes the same way."""
+    fresh = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     proc = forkserver.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=60)
     return fresh, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
