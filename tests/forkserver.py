@@ -1,20 +1,23 @@
-"""The tests' commands (`python train.py ...`, as helpers.run_cli and run_user run them) without paying the
-imports each time.
+"""The commands the tests run (`python train.py ...`, predict.py, the benchmarks, `python -m ...`) without
+paying the imports each time.
 
 A fresh `python train.py` spends about 8 s of CPU importing torch, Lightning, torchmetrics (which pulls
-in torchvision and scipy) and the rest before it reads its first argument; the suite launches such
-commands about a hundred times. The fork server imports them once per pytest worker, then forks a child
-per command. The child is a process of its own, as `subprocess.run` would start: it gets the command's
-argv, working folder and whole environment, stdin from /dev/null, stdout and stderr into files of its
-own; it runs the script as `__main__` (runpy, as `python script.py` and `python -m module` do) and
-exits with the script's code, or dies of the signal that ends it (SIGINT included: an uncaught
-KeyboardInterrupt ends it as the interpreter does). Only the parent changes: a manager process forked
-for the command waits for it and reports its exit status.
+in torchvision and scipy) and the rest before it reads its first argument; the suite runs such commands
+about a hundred times. The fork server imports them once per pytest worker, then forks a child per
+command. The child is a process of its own, as subprocess would start it: the command's argv, working
+folder and whole environment, its stdin/stdout/stderr as the test gives them (pipes, files, a terminal:
+the descriptors are passed over the server's socket); it runs the script as `__main__` (runpy, as
+`python script.py` and `python -m module` do) and exits with the script's code, or dies of the signal
+that ends it (SIGINT included: an uncaught KeyboardInterrupt ends it as the interpreter does). Only its
+parent differs: a manager process forked for the command waits for it and reports how it ended.
+helpers.run_cli/run_user use `run`; tests that watch a running command use `popen` (subprocess's
+signatures, both).
 
 What a fork does not give and a fresh interpreter does: a clean sys.modules (a test about what a
 command imports starts its own process, as tests/test_startup.py and test_ux's import checks do) and
 the options read only when an interpreter starts (-X, PYTHONPATH, PYTHONHASHSEED; PYTHONWARNINGS is
-applied in the child). VISIONLAB_TESTS_FRESH=1 runs every command in a fresh interpreter instead.
+applied in the child). VISIONLAB_TESTS_FRESH=1 runs every command in a fresh interpreter instead, as
+every platform but Linux does. tests/test_forkserver.py runs the same scripts both ways side by side.
 
     python tests/forkserver.py SOCKET     (started by ForkServer, never by hand)
 """
@@ -57,10 +60,11 @@ class ForkServer:
             raise RuntimeError(f"the tests' fork server did not start (exit {self.process.poll()})")
 
     def close(self) -> None:
+        import shutil
+
         self.process.kill()
         self.process.wait()
-        os.unlink(self.address)
-        self.folder.rmdir()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Popen:
@@ -188,7 +192,9 @@ _server: ForkServer | None = None
 
 
 def fresh() -> bool:
-    return os.environ.get("VISIONLAB_TESTS_FRESH") == "1"
+    """Fresh interpreters when asked, and off Linux (no fork on Windows; macOS's system frameworks are not
+    safe to use in a child forked after they were loaded)."""
+    return os.environ.get("VISIONLAB_TESTS_FRESH") == "1" or sys.platform != "linux"
 
 
 def popen(cmd, **kwargs):
@@ -197,7 +203,9 @@ def popen(cmd, **kwargs):
     Either way SIGINT raises KeyboardInterrupt in the command, as at a terminal (a shell's background job,
     `.ci/run &`, would pass it on ignored)."""
     if fresh():
-        return subprocess.Popen(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+        if os.name == "posix":
+            kwargs["preexec_fn"] = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+        return subprocess.Popen(cmd, **kwargs)
     return Popen(cmd, **kwargs)
 
 

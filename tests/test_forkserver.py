@@ -11,6 +11,8 @@ import sys
 import forkserver
 import pytest
 
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the fork server runs on Linux only (forkserver.fresh)")
+
 PROBE = """
 import os, signal, sys, time, warnings
 print("argv", sys.argv[1:], "main", __name__, "cwd", os.getcwd(), "probe", os.environ.get("VL_PROBE"))
