@@ -100,15 +100,9 @@ class Popen:
         request = json.dumps(
             {"argv": [str(a) for a in cmd[1:]], "cwd": str(cwd or os.getcwd()), "env": dict(env or os.environ)}
         ).encode()
-        global _server
-        if _server is None or _server.process.poll() is not None:
-            import atexit
-
-            _server = ForkServer()
-            atexit.register(_server.close)
         self._conn = socket.socket(socket.AF_UNIX)
         try:
-            self._conn.connect(_server.address)
+            self._conn.connect(_running_server().address)
             socket.send_fds(self._conn, [b"%08d" % len(request)], child_fds)
             self._conn.sendall(request)
         finally:
@@ -189,6 +183,17 @@ def _encoding() -> str:
 
 
 _server: ForkServer | None = None
+
+
+def _running_server() -> ForkServer:
+    """This worker's server: started on first use (and again should it have died), closed at exit."""
+    global _server
+    if _server is None or _server.process.poll() is not None:
+        import atexit
+
+        _server = ForkServer()
+        atexit.register(_server.close)
+    return _server
 
 
 def fresh() -> bool:

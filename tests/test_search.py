@@ -15,7 +15,7 @@ import forkserver
 import optuna
 import pandas as pd
 import pytest
-from helpers import REPO, compose_cfg, describe, user_env
+from helpers import REPO, compose_cfg, describe, run_user, user_env
 from omegaconf import OmegaConf
 
 from visionlab.report import main as report_main
@@ -143,14 +143,7 @@ def killed_and_resumed(tmp_path_factory):
         proc.wait()
     [sweep] = list((cwd / "outputs" / "train" / "multiruns").iterdir())
     before = search.open_study(search.storage_url(sweep)).trials
-    resumed = forkserver.run(
-        [sys.executable, str(REPO / "train.py"), *SEARCH, "search.trials=6", f"hydra.sweep.dir={sweep}"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=user_env(),
-        timeout=600,
-    )
+    resumed = run_user([*SEARCH, "search.trials=6", f"hydra.sweep.dir={sweep}"], cwd, timeout=600)
     return sweep, before, resumed
 
 

@@ -8,14 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import forkserver
 import optuna
 import pandas as pd
 import pytest
-from helpers import REPO, assert_user_error, describe, user_env
+from helpers import assert_user_error, describe, run_user
 from test_search import SEARCH
 
 from visionlab.report.search import write_search_report
@@ -28,14 +26,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def resume(sweep: Path, trials: int, cwd: Path) -> subprocess.CompletedProcess:
     """The search command given its folder, as the README says to continue a killed search."""
-    return forkserver.run(
-        [sys.executable, str(REPO / "train.py"), *SEARCH, f"search.trials={trials}", f"hydra.sweep.dir={sweep}"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=user_env(),
-        timeout=300,
-    )
+    return run_user([*SEARCH, f"search.trials={trials}", f"hydra.sweep.dir={sweep}"], cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")

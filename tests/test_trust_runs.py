@@ -11,16 +11,14 @@ import os
 import pickle
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import forkserver
 import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import REPO, challenge_overrides, cli_env, compose_cfg, predict_inproc, train_inproc
+from helpers import challenge_overrides, compose_cfg, predict_inproc, run_user, train_inproc
 
 from visionlab.config.trust import UntrustedConfigError
 from visionlab.runs.checkpoints import CheckpointWriteError
@@ -36,7 +34,7 @@ def cli_run(small_run, tmp_path_factory):
     """A run folder as the command line makes it (its .hydra/config.yaml with the interpolations)."""
     ch, _ = small_run
     folder = tmp_path_factory.mktemp("cli") / "run"
-    proc = run_script(challenge_overrides(ch) + ["trainer.max_epochs=1", f"hydra.run.dir={folder}"], folder.parent)
+    proc = run_user(challenge_overrides(ch) + ["trainer.max_epochs=1", f"hydra.run.dir={folder}"], folder.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return folder
 
@@ -142,7 +140,7 @@ def test_resume_from_the_command_line_refuses_a_run_folder_config_that_runs_code
     config = yaml.safe_load(config_file.read_text())
     config["model"]["dropout"] = payloads(tmp_path, marker)["sympy"]
     config_file.write_text(yaml.safe_dump(config))
-    proc = run_script([f"resume={folder}"], tmp_path)
+    proc = run_user([f"resume={folder}"], tmp_path)
     assert not marker.exists(), "the stored config ran code"
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert f"error: {config_file}: model.dropout._target_='builtins.float'" in proc.stderr
@@ -170,19 +168,12 @@ def test_an_old_option_name_in_a_stored_config_is_never_a_path(small_run, tmp_pa
 # ----------------------------------------------------------------------------- 2. one best.ckpt, the run's own
 
 
-def run_script(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = cli_env()
-    env.pop("HYDRA_FULL_ERROR", None)  # as a user runs it
-    cmd = [sys.executable, str(REPO / "train.py")] + [str(a) for a in args]
-    return forkserver.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
-
-
 def test_training_into_a_folder_that_holds_a_run_is_refused_and_touches_nothing(small_run, tmp_path):
     ch, run_dir = small_run
     folder = tmp_path / "run"
     shutil.copytree(run_dir, folder)
     before = {p.relative_to(folder): digest(p) for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
-    proc = run_script(challenge_overrides(ch) + ["trainer.max_epochs=1", f"hydra.run.dir={folder}"], tmp_path)
+    proc = run_user(challenge_overrides(ch) + ["trainer.max_epochs=1", f"hydra.run.dir={folder}"], tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
     assert f"{folder} already holds a finished run" in line and "kept as it is" in line
@@ -196,7 +187,7 @@ def test_a_moved_run_resumed_from_the_start_writes_the_runs_one_best_ckpt(cli_ru
     shutil.copytree(cli_run, folder)  # moved (copied) elsewhere
     (folder / "checkpoints" / "last.ckpt").unlink()  # killed before its first last.ckpt: resume starts over
     old = digest(folder / "checkpoints" / "best.ckpt")
-    proc = run_script([f"resume={folder}", "trainer.max_epochs=2"], tmp_path)
+    proc = run_user([f"resume={folder}", "trainer.max_epochs=2"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert digest(folder / "checkpoints" / "best.ckpt") != old, "best.ckpt is still the earlier training's"
@@ -296,7 +287,7 @@ def test_records_are_written_whole_and_a_killed_runs_record_reads_interrupted(tm
 
 
 def sweep(ch, sweep_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
-    return run_script(
+    return run_user(
         ["-m", "model.bn=true,false"]
         + challenge_overrides(ch)
         + ["trainer.max_epochs=1", "threads=1", f"hydra.sweep.dir={sweep_dir}"],
